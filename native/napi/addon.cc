@@ -1,0 +1,112 @@
+// addon.cc: the module's entry (NODE_API_MODULE, context-aware) and the small
+// functions: error factory, threads, CPU ISA, memory stats, CUDA queries.
+#include "addon.h"
+
+#include <string>
+
+namespace l2c_napi {
+
+void throw_error(Napi::Env env, const char *code, const std::string &message) {
+  AddonData *data = env.GetInstanceData<AddonData>();
+  if (data && !data->error_factory.IsEmpty()) {
+    Napi::Value err = data->error_factory.Call({Napi::String::New(env, code), Napi::String::New(env, message)});
+    throw Napi::Error(env, err);
+  }
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("code", Napi::String::New(env, code));
+  throw e;
+}
+
+void throw_status(Napi::Env env, l2c_status s) {
+  throw_error(env, l2c_status_name(s), l2c_last_error());
+}
+
+static l2c_device device_arg(const Napi::CallbackInfo &info, size_t i) {
+  l2c_device d;
+  d.type = (l2c_device_type)info[i].As<Napi::Number>().Int32Value();
+  d.index = info[i + 1].As<Napi::Number>().Int32Value();
+  return d;
+}
+
+static Napi::Value SetErrorFactory(const Napi::CallbackInfo &info) {
+  AddonData *data = info.Env().GetInstanceData<AddonData>();
+  data->error_factory = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
+static Napi::Value NumThreads(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), l2c_num_threads());
+}
+static Napi::Value SetNumThreads(const Napi::CallbackInfo &info) {
+  check(info.Env(), l2c_set_num_threads(info[0].As<Napi::Number>().Int32Value()));
+  return info.Env().Undefined();
+}
+static Napi::Value CpuIsa(const Napi::CallbackInfo &info) {
+  return Napi::String::New(info.Env(), l2c_cpu_isa());
+}
+static Napi::Value SetCpuIsa(const Napi::CallbackInfo &info) {
+  std::string s = info[0].As<Napi::String>().Utf8Value();
+  check(info.Env(), l2c_set_cpu_isa(s.c_str()));
+  return info.Env().Undefined();
+}
+
+static Napi::Value MemoryStats(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  l2c_memory_stats s;
+  check(env, l2c_memory_stats_get(device_arg(info, 0), &s));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("allocatedBytes", Napi::Number::New(env, (double)s.allocated_bytes));
+  o.Set("peakAllocatedBytes", Napi::Number::New(env, (double)s.peak_allocated_bytes));
+  o.Set("reservedBytes", Napi::Number::New(env, (double)s.reserved_bytes));
+  o.Set("numAllocs", Napi::Number::New(env, (double)s.num_allocs));
+  o.Set("numDeviceMallocs", Napi::Number::New(env, (double)s.num_device_mallocs));
+  return o;
+}
+static Napi::Value EmptyCache(const Napi::CallbackInfo &info) {
+  check(info.Env(), l2c_empty_cache(device_arg(info, 0)));
+  return info.Env().Undefined();
+}
+static Napi::Value Synchronize(const Napi::CallbackInfo &info) {
+  check(info.Env(), l2c_synchronize(device_arg(info, 0)));
+  return info.Env().Undefined();
+}
+static Napi::Value CudaCompiled(const Napi::CallbackInfo &info) {
+  return Napi::Boolean::New(info.Env(), l2c_cuda_compiled() != 0);
+}
+static Napi::Value CudaDeviceCount(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), l2c_cuda_device_count());
+}
+static Napi::Value CudaDeviceName(const Napi::CallbackInfo &info) {
+  char buf[256];
+  check(info.Env(), l2c_cuda_device_name(info[0].As<Napi::Number>().Int32Value(), buf, sizeof buf));
+  return Napi::String::New(info.Env(), buf);
+}
+static Napi::Value AbiVersion(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), l2c_abi_version());
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  AddonData *data = new AddonData();
+  env.SetInstanceData(data);  // deleted with the environment
+  data->storage_ctor = Napi::Persistent(Storage::Init(env));
+  exports.Set("Storage", data->storage_ctor.Value());
+  exports.Set("setErrorFactory", Napi::Function::New(env, SetErrorFactory));
+  exports.Set("numThreads", Napi::Function::New(env, NumThreads));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
+  exports.Set("cpuIsa", Napi::Function::New(env, CpuIsa));
+  exports.Set("setCpuIsa", Napi::Function::New(env, SetCpuIsa));
+  exports.Set("memoryStats", Napi::Function::New(env, MemoryStats));
+  exports.Set("emptyCache", Napi::Function::New(env, EmptyCache));
+  exports.Set("synchronize", Napi::Function::New(env, Synchronize));
+  exports.Set("cudaCompiled", Napi::Function::New(env, CudaCompiled));
+  exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount));
+  exports.Set("cudaDeviceName", Napi::Function::New(env, CudaDeviceName));
+  exports.Set("abiVersion", Napi::Function::New(env, AbiVersion));
+  init_ops(env, exports);
+  return exports;
+}
+
+}  // namespace l2c_napi
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return l2c_napi::Init(env, exports); }
+NODE_API_MODULE(llm2clip, InitModule)

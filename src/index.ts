@@ -1,0 +1,14 @@
+// index.ts: the llm2clip package's public API.
+export { Llm2ClipError } from './errors';
+export type { ErrorCode } from './errors';
+export type { DType, DeviceSpec } from './dtype';
+export { DTYPES } from './dtype';
+export { Tensor } from './tensor';
+export type { Shape, HostArray } from './tensor';
+export { tensor, zeros, ones, full, rand, randn, manualSeed } from './creation';
+export type { CreateOptions, RandomOptions } from './creation';
+export { tidy, keep } from './scope';
+export { memoryStats, cuda, getNumThreads, setNumThreads, getCpuIsa, setCpuIsa } from './runtime';
+export type { MemoryStats, ProcessMemoryStats, CpuIsa } from './runtime';
+import * as ops from './ops';
+export { ops };
