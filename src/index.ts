@@ -8,7 +8,7 @@ export type { Shape, HostArray } from './tensor';
 export { tensor, zeros, ones, full, rand, randn, manualSeed } from './creation';
 export type { CreateOptions, RandomOptions } from './creation';
 export { tidy, keep } from './scope';
-export { memoryStats, cuda, getNumThreads, setNumThreads, getCpuIsa, setCpuIsa } from './runtime';
+export { memoryStats, emptyCache, cuda, getNumThreads, setNumThreads, getCpuIsa, setCpuIsa } from './runtime';
 export type { MemoryStats, ProcessMemoryStats, CpuIsa } from './runtime';
 import * as ops from './ops';
 export { ops };

@@ -61,6 +61,15 @@ export const cuda = {
   },
 };
 
+/**
+ * Returns cached memory to the system: the CPU's cache of large freed blocks (kept for
+ * reuse, up to LLM2CLIP_CPU_CACHE_BYTES, default 2 GiB) or a GPU's caching allocator.
+ */
+export function emptyCache(device = 'cpu'): void {
+  const d = parseDevice(device, 'emptyCache(device)');
+  native.emptyCache(d.type === 'cpu' ? 0 : 1, d.index);
+}
+
 /** Threads of the native CPU pool (LLM2CLIP_NUM_THREADS, default: all cores). */
 export function getNumThreads(): number {
   return native.numThreads();

@@ -1,7 +1,7 @@
 // Memory: native accounting returns to baseline, dispose frees at once, shared storage
 // is freed by its last tensor, tidy() scopes, V8 external-memory accounting, and the
 // FinalizationRegistry safety net (needs --expose-gc, which `npm test` passes).
-import { zeros, tidy, keep, memoryStats, tensor, ops, randn } from '../src';
+import { zeros, tidy, keep, memoryStats, tensor, ops, randn, emptyCache } from '../src';
 
 const cpuBytes = () => memoryStats().cpu.allocatedBytes;
 
@@ -13,6 +13,19 @@ describe('memory', () => {
     expect(memoryStats().cpu.peakAllocatedBytes).toBeGreaterThanOrEqual(base + 1e6);
     t.dispose();
     expect(cpuBytes()).toBe(base);
+  });
+
+  test('large freed blocks are cached for reuse and released by emptyCache()', () => {
+    emptyCache();
+    const s0 = memoryStats().cpu;
+    zeros([1 << 20]).dispose(); // 4 MiB
+    const s1 = memoryStats().cpu;
+    expect(s1.allocatedBytes).toBe(s0.allocatedBytes);
+    expect(s1.reservedBytes).toBeGreaterThanOrEqual(s0.reservedBytes + 4 * 2 ** 20);
+    zeros([1 << 20]).dispose(); // the same size class: no new system allocation
+    expect(memoryStats().cpu.numDeviceMallocs).toBe(s1.numDeviceMallocs);
+    emptyCache();
+    expect(memoryStats().cpu.reservedBytes).toBe(s0.reservedBytes);
   });
 
   test('shared storage is freed by the last tensor on it', () => {

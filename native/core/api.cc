@@ -231,6 +231,7 @@ l2c_status l2c_empty_cache(l2c_device device) {
   return guarded([&] {
     check_device(device, "empty_cache");
     if (device.type == L2C_CUDA) l2c::cuda::empty_cache(device.index);
+    else l2c::cpu::empty_cache();
   });
 }
 

@@ -30,7 +30,8 @@ struct MatmulParams {
 
 namespace cpu {
 void *alloc(size_t bytes);  // 64-byte aligned; throws OUT_OF_MEMORY
-void free(void *ptr);
+void free(void *ptr);       // large blocks go to a cache for reuse
+void empty_cache();         // returns the cached blocks to the system
 l2c_memory_stats memory_stats();
 void cast(const l2c_tensor &dst, const l2c_tensor &src);
 void fill(const l2c_tensor &dst, double value);

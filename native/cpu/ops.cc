@@ -1,12 +1,18 @@
 // ops.cc: the CPU backend's memory and elementwise ops: aligned allocation with
-// statistics, dtype casts (bit-exact bf16/f16 rounding from half.h), fill, and the
+// statistics and a cache of large blocks, dtype casts (bit-exact bf16/f16 rounding from half.h), fill, and the
 // Philox random fills shared bit-for-bit with CUDA (philox.h). Threads over the pool.
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <string>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "backend.h"
 #include "half.h"
@@ -20,7 +26,52 @@ namespace {
 constexpr size_t kAlign = 64;           // a cache line, and the widest SIMD load
 constexpr int64_t kElementwiseGrain = 1 << 15;  // below this a thread costs more than it saves
 
-std::atomic<uint64_t> g_allocated{0}, g_peak{0}, g_count{0}, g_mallocs{0};
+// Large blocks are cached after free and handed out again: fresh pages cost a fault
+// (and zeroing) on first touch, which made a 1024^3 matmul into a new output run at
+// 110 instead of 294 GFLOP/s here (256^3: 32 instead of 209, the 256 KiB output was
+// mmap-ed anew each call). Blocks of at least kCacheMin bytes are rounded to a
+// size class, kept up to kCacheCap bytes in all, and reused when a request of the same
+// class comes; huge pages are asked for them (fewer faults when first touched).
+// cpu::empty_cache() (l2c_empty_cache on the CPU) returns them to the system.
+constexpr size_t kCacheMin = (size_t)64 << 10;
+constexpr size_t kHugePage = (size_t)2 << 20;
+
+size_t cache_cap() {
+  static const size_t cap = [] {
+    if (const char *env = std::getenv("LLM2CLIP_CPU_CACHE_BYTES")) return (size_t)std::strtoull(env, nullptr, 10);
+    return (size_t)2 << 30;
+  }();
+  return cap;
+}
+
+// Size class of a large block: the next multiple of 1/8 of the power of two at or below
+// it (at most 12.5% waste), and a multiple of the huge page size from 2 MiB on.
+size_t size_class(size_t bytes) {
+  size_t p = 1;
+  while (p <= bytes / 2) p <<= 1;
+  size_t step = std::max<size_t>(p / 8, kAlign);
+  size_t c = (bytes + step - 1) / step * step;
+  if (c >= kHugePage) c = (c + kHugePage - 1) / kHugePage * kHugePage;
+  return c;
+}
+
+struct BlockCache {
+  std::mutex m;
+  std::multimap<size_t, void *> free_blocks;  // capacity -> base pointer
+  size_t cached_bytes = 0;
+};
+BlockCache &block_cache() {
+  static BlockCache *c = new BlockCache();  // leaked on purpose: used until exit
+  return *c;
+}
+
+std::atomic<uint64_t> g_allocated{0}, g_peak{0}, g_count{0}, g_mallocs{0}, g_reserved{0};
+
+// The header before each block: the bytes asked for and the capacity held.
+struct Header {
+  uint64_t bytes;
+  uint64_t capacity;
+};
 
 template <class T>
 T *typed(const l2c_tensor &t) { return static_cast<T *>(t.data); }
@@ -55,35 +106,77 @@ inline void store_f(void *p, l2c_dtype dt, int64_t i, float v) {
 }  // namespace
 
 void *alloc(size_t bytes) {
-  // A header of one alignment unit keeps the size for the statistics.
-  if (bytes > (size_t)1 << 48) fail(L2C_OUT_OF_MEMORY, "cpu alloc: " + std::to_string(bytes) + " bytes is more than any machine has");
-  size_t total = (bytes + kAlign + kAlign - 1) / kAlign * kAlign;
-  void *base = std::aligned_alloc(kAlign, total);
-  if (!base)
-    fail(L2C_OUT_OF_MEMORY, "cpu alloc: out of host memory allocating " + std::to_string(bytes) + " bytes");
-  *static_cast<uint64_t *>(base) = bytes;
+  if (bytes > (size_t)1 << 48)
+    fail(L2C_OUT_OF_MEMORY, "cpu alloc: " + std::to_string(bytes) + " bytes is more than any machine has");
+  size_t capacity = bytes >= kCacheMin ? size_class(bytes) : (bytes + kAlign - 1) / kAlign * kAlign;
+  void *base = nullptr;
+  if (bytes >= kCacheMin) {
+    BlockCache &c = block_cache();
+    std::lock_guard<std::mutex> g(c.m);
+    auto it = c.free_blocks.find(capacity);
+    if (it != c.free_blocks.end()) {
+      base = it->second;
+      c.free_blocks.erase(it);
+      c.cached_bytes -= capacity;
+    }
+  }
+  if (!base) {
+    base = std::aligned_alloc(kAlign, capacity + kAlign);
+    if (!base)
+      fail(L2C_OUT_OF_MEMORY, "cpu alloc: out of host memory allocating " + std::to_string(bytes) + " bytes");
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (capacity >= kHugePage) {  // advice on the whole pages inside the block
+      uintptr_t lo = ((uintptr_t)base + 4095) & ~(uintptr_t)4095;
+      uintptr_t hi = ((uintptr_t)base + capacity + kAlign) & ~(uintptr_t)4095;
+      if (hi > lo) madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+    }
+#endif
+    g_mallocs.fetch_add(1);
+    g_reserved.fetch_add(capacity);
+  }
+  *static_cast<Header *>(base) = Header{bytes, capacity};
   uint64_t now = g_allocated.fetch_add(bytes) + bytes;
   uint64_t peak = g_peak.load();
   while (now > peak && !g_peak.compare_exchange_weak(peak, now)) {}
   g_count.fetch_add(1);
-  g_mallocs.fetch_add(1);
   return static_cast<char *>(base) + kAlign;
 }
 
 void free(void *ptr) {
   if (!ptr) return;
   void *base = static_cast<char *>(ptr) - kAlign;
-  uint64_t bytes = *static_cast<uint64_t *>(base);
-  g_allocated.fetch_sub(bytes);
+  Header h = *static_cast<Header *>(base);
+  g_allocated.fetch_sub(h.bytes);
   g_count.fetch_sub(1);
+  if (h.bytes >= kCacheMin) {
+    BlockCache &c = block_cache();
+    std::lock_guard<std::mutex> g(c.m);
+    if (c.cached_bytes + h.capacity <= cache_cap()) {
+      c.free_blocks.emplace(h.capacity, base);
+      c.cached_bytes += h.capacity;
+      return;
+    }
+  }
+  g_reserved.fetch_sub(h.capacity);
   std::free(base);
+}
+
+void empty_cache() {
+  BlockCache &c = block_cache();
+  std::lock_guard<std::mutex> g(c.m);
+  for (auto &kv : c.free_blocks) {
+    g_reserved.fetch_sub(kv.first);
+    std::free(kv.second);
+  }
+  c.free_blocks.clear();
+  c.cached_bytes = 0;
 }
 
 l2c_memory_stats memory_stats() {
   l2c_memory_stats s{};
   s.allocated_bytes = g_allocated.load();
   s.peak_allocated_bytes = g_peak.load();
-  s.reserved_bytes = s.allocated_bytes;
+  s.reserved_bytes = g_reserved.load();
   s.num_allocs = g_count.load();
   s.num_device_mallocs = g_mallocs.load();
   return s;

@@ -62,7 +62,7 @@ typedef struct l2c_memory_stats {
   uint64_t peak_allocated_bytes; /* high-water mark of allocated_bytes */
   uint64_t reserved_bytes;       /* held from the system (allocated + cached) */
   uint64_t num_allocs;           /* live allocation count */
-  uint64_t num_device_mallocs;   /* calls into the system allocator (cache misses) */
+  uint64_t num_device_mallocs;   /* calls into the system allocator (cache misses), ever */
 } l2c_memory_stats;
 
 /* ---- errors, version, threads ---- */
@@ -84,7 +84,8 @@ L2C_API l2c_status l2c_set_cpu_isa(const char *isa);
 L2C_API l2c_status l2c_alloc(l2c_device device, size_t bytes, void **out);
 L2C_API l2c_status l2c_free(l2c_device device, void *ptr);
 L2C_API l2c_status l2c_memory_stats_get(l2c_device device, l2c_memory_stats *out);
-/* Return cached device blocks to the driver (no-op on the CPU). */
+/* Return cached blocks to the system: the CUDA caching allocator's, or the CPU's cache
+ * of large blocks (kept up to LLM2CLIP_CPU_CACHE_BYTES, default 2 GiB). */
 L2C_API l2c_status l2c_empty_cache(l2c_device device);
 
 /* ---- CUDA ---- */
