@@ -28,6 +28,11 @@ struct MatmulParams {
   bool trans_a = false, trans_b = false;
 };
 
+// What both backends check before a matmul touches memory: sizes, dtypes (DTYPE_MISMATCH),
+// leading dimensions, non-overlapping output batches, offsets that fit in 64 bits, and
+// pointers; INVALID_ARGUMENT otherwise. `who` prefixes the message ("cuda matmul").
+void check_matmul_params(const MatmulParams &p, const char *who);
+
 namespace cpu {
 void *alloc(size_t bytes);  // 64-byte aligned; throws OUT_OF_MEMORY
 void free(void *ptr);       // large blocks go to a cache for reuse

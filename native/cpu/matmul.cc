@@ -138,56 +138,12 @@ void run_block(const Plan &pl, int64_t bi, int64_t m0, int64_t m1, int64_t n0, i
   }
 }
 
-int64_t checked_mul(int64_t a, int64_t b) {
-  int64_t r;
-  if (__builtin_mul_overflow(a, b, &r)) fail(L2C_INVALID_ARGUMENT, "matmul: sizes overflow");
-  return r;
-}
-int64_t checked_add(int64_t a, int64_t b) {
-  int64_t r;
-  if (__builtin_add_overflow(a, b, &r)) fail(L2C_INVALID_ARGUMENT, "matmul: sizes overflow");
-  return r;
-}
-// Elements spanned by `rows` rows of `cols` columns with row stride ld (0 if empty).
-int64_t extent(int64_t rows, int64_t cols, int64_t ld) {
-  if (rows == 0 || cols == 0) return 0;
-  return checked_add(checked_mul(rows - 1, ld), cols);
-}
-
-void validate(const MatmulParams &p) {
-  auto bad = [](const std::string &m) { fail(L2C_INVALID_ARGUMENT, "matmul: " + m); };
-  if (p.batch < 0 || p.M < 0 || p.N < 0 || p.K < 0) bad("negative size");
-  if (p.in_dtype != L2C_FLOAT32 && p.in_dtype != L2C_BFLOAT16 && p.in_dtype != L2C_FLOAT16)
-    bad("input dtype must be float32, bfloat16 or float16");
-  if (p.out_dtype != p.in_dtype && p.out_dtype != L2C_FLOAT32)
-    bad("output dtype must be the input dtype or float32");
-  if (p.stride_a < 0 || p.stride_b < 0 || p.stride_c < 0) bad("negative batch stride");
-  // Rows x columns of A, B, C as stored.
-  int64_t ar = p.trans_a ? p.K : p.M, ac = p.trans_a ? p.M : p.K;
-  int64_t br = p.trans_b ? p.N : p.K, bc = p.trans_b ? p.K : p.N;
-  if (p.lda < ac) bad("lda " + std::to_string(p.lda) + " < " + std::to_string(ac));
-  if (p.ldb < bc) bad("ldb " + std::to_string(p.ldb) + " < " + std::to_string(bc));
-  if (p.ldc < p.N) bad("ldc " + std::to_string(p.ldc) + " < " + std::to_string(p.N));
-  // Batch entries of C must not overlap: threads write them concurrently.
-  int64_t c_span = extent(p.M, p.N, p.ldc);
-  if (p.batch > 1 && c_span > 0 && p.stride_c < c_span)
-    bad("stride_c " + std::to_string(p.stride_c) + " overlaps the previous output matrix");
-  // Every byte offset the kernels form must be representable.
-  if (p.batch > 0) {
-    checked_mul(checked_add(checked_mul(p.batch - 1, p.stride_a), extent(ar, ac, p.lda)), 4);
-    checked_mul(checked_add(checked_mul(p.batch - 1, p.stride_b), extent(br, bc, p.ldb)), 4);
-    checked_mul(checked_add(checked_mul(p.batch - 1, p.stride_c), c_span), 4);
-  }
-  if (p.batch == 0 || p.M == 0 || p.N == 0) return;  // nothing is read or written
-  if (!p.c) bad("output pointer is null");
-  if (p.K > 0 && (!p.a || !p.b)) bad("input pointer is null");
-}
 
 }  // namespace
 
 // C (batch, M, N) = op(A) (batch, M, K) . op(B) (batch, K, N); see backend.h.
 void matmul(const MatmulParams &p) {
-  validate(p);
+  check_matmul_params(p, "matmul");
   if (p.batch == 0 || p.M == 0 || p.N == 0) return;
   const KernelSet &ks = mm::active_kernels();
   int64_t in_size = p.in_dtype == L2C_FLOAT32 ? 4 : 2;

@@ -133,59 +133,15 @@ void launch_matmul(const GemmArgs &g, cudaStream_t s) {
   L2C_CUDA_CHECK_LAUNCH("matmul_tiled_kernel");
 }
 
-int64_t checked_mul(int64_t a, int64_t b) {
-  int64_t r;
-  if (__builtin_mul_overflow(a, b, &r)) fail(L2C_INVALID_ARGUMENT, "cuda matmul: sizes overflow");
-  return r;
-}
-int64_t checked_add(int64_t a, int64_t b) {
-  int64_t r;
-  if (__builtin_add_overflow(a, b, &r)) fail(L2C_INVALID_ARGUMENT, "cuda matmul: sizes overflow");
-  return r;
-}
-// Elements spanned by `rows` rows of `cols` columns with row stride ld (0 if empty).
-int64_t extent(int64_t rows, int64_t cols, int64_t ld) {
-  if (rows == 0 || cols == 0) return 0;
-  return checked_add(checked_mul(rows - 1, ld), cols);
-}
-
-// The same checks as cpu::matmul's: what would otherwise read or write out of bounds.
-void validate(const MatmulParams &p) {
-  auto bad = [](const std::string &m) { fail(L2C_INVALID_ARGUMENT, "cuda matmul: " + m); };
-  if (p.batch < 0 || p.M < 0 || p.N < 0 || p.K < 0) bad("negative size");
-  if (p.in_dtype != L2C_FLOAT32 && p.in_dtype != L2C_BFLOAT16 && p.in_dtype != L2C_FLOAT16)
-    fail(L2C_DTYPE_MISMATCH, "cuda matmul: input dtype must be float32, bfloat16 or float16");
-  if (p.out_dtype != p.in_dtype && p.out_dtype != L2C_FLOAT32)
-    fail(L2C_DTYPE_MISMATCH, "cuda matmul: output dtype must be the input dtype or float32");
-  if (p.stride_a < 0 || p.stride_b < 0 || p.stride_c < 0) bad("negative batch stride");
-  // Rows x columns of A, B, C as stored.
-  int64_t ar = p.trans_a ? p.K : p.M, ac = p.trans_a ? p.M : p.K;
-  int64_t br = p.trans_b ? p.N : p.K, bc = p.trans_b ? p.K : p.N;
-  if (p.lda < ac || p.lda < 1) bad("lda " + std::to_string(p.lda) + " < " + std::to_string(ac));
-  if (p.ldb < bc || p.ldb < 1) bad("ldb " + std::to_string(p.ldb) + " < " + std::to_string(bc));
-  if (p.ldc < p.N || p.ldc < 1) bad("ldc " + std::to_string(p.ldc) + " < " + std::to_string(p.N));
-  // Batch entries of C must not overlap: blocks write them concurrently.
-  int64_t c_span = extent(p.M, p.N, p.ldc);
-  if (p.batch > 1 && c_span > 0 && p.stride_c < c_span)
-    bad("stride_c " + std::to_string(p.stride_c) + " overlaps the previous output matrix");
-  // Every offset the kernel forms must be representable.
-  if (p.batch > 0) {
-    checked_add(checked_mul(p.batch - 1, p.stride_a), extent(ar, ac, p.lda));
-    checked_add(checked_mul(p.batch - 1, p.stride_b), extent(br, bc, p.ldb));
-    checked_add(checked_mul(p.batch - 1, p.stride_c), c_span);
-  }
-  if (p.batch == 0 || p.M == 0 || p.N == 0) return;  // nothing is read or written
-  if (!p.c) bad("output pointer is null");
-  if (p.K > 0 && (!p.a || !p.b)) bad("input pointer is null");
-  // The grid's x dimension holds the N tiles (at most 2^31 - 1).
-  if ((p.N + kBN - 1) / kBN > 2147483647) bad("N " + std::to_string(p.N) + " is too large");
-}
 
 }  // namespace
 
 void matmul(int device, const MatmulParams &p) {
   DeviceGuard guard(device);
-  validate(p);
+  check_matmul_params(p, "cuda matmul");
+  // The grid's x dimension holds the N tiles (at most 2^31 - 1).
+  if ((p.N + kBN - 1) / kBN > 2147483647)
+    fail(L2C_INVALID_ARGUMENT, "cuda matmul: N " + std::to_string(p.N) + " is too large");
   if (p.batch == 0 || p.M == 0 || p.N == 0) return;
   GemmArgs g{p.a,        p.b,        p.c,        p.batch,    p.M,
              p.N,        p.K,        p.lda,      p.ldb,      p.ldc,

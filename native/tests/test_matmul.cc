@@ -438,21 +438,23 @@ L2C_TEST(matmul_nan_inf_propagate) {
   });
 }
 
-// Parameters that memory safety depends on are rejected with INVALID_ARGUMENT.
+// Parameters that memory safety depends on are rejected with INVALID_ARGUMENT, dtypes
+// with DTYPE_MISMATCH.
 L2C_TEST(matmul_rejects_bad_params) {
   std::vector<float> a(64, 1.0f), b(64, 1.0f), c(64);
   MatmulParams good;
   good.a = a.data(), good.b = b.data(), good.c = c.data();
   good.M = good.N = good.K = 4, good.lda = good.ldb = good.ldc = 4;
-  auto expect_invalid = [](MatmulParams p, const char *what) {
+  auto expect_status = [](MatmulParams p, l2c_status want, const char *what) {
     l2c_status got = L2C_OK;
     try {
       l2c::cpu::matmul(p);
     } catch (const l2c::Error &e) {
       got = e.status;
     }
-    L2C_EXPECT(got == L2C_INVALID_ARGUMENT, what << ": status " << (int)got);
+    L2C_EXPECT(got == want, what << ": status " << (int)got);
   };
+  auto expect_invalid = [&](MatmulParams p, const char *what) { expect_status(p, L2C_INVALID_ARGUMENT, what); };
   MatmulParams p = good;
   p.a = nullptr;
   expect_invalid(p, "null a");
@@ -473,9 +475,9 @@ L2C_TEST(matmul_rejects_bad_params) {
   p = good, p.ldc = 3;
   expect_invalid(p, "ldc < N");
   p = good, p.in_dtype = L2C_INT32;
-  expect_invalid(p, "int32 input");
+  expect_status(p, L2C_DTYPE_MISMATCH, "int32 input");
   p = good, p.in_dtype = L2C_BFLOAT16, p.out_dtype = L2C_FLOAT16;
-  expect_invalid(p, "bf16 in, f16 out");
+  expect_status(p, L2C_DTYPE_MISMATCH, "bf16 in, f16 out");
   p = good, p.batch = 2, p.stride_c = 8;
   expect_invalid(p, "overlapping outputs");
   p = good, p.batch = 2, p.stride_a = -16;
