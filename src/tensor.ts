@@ -132,12 +132,8 @@ export class Tensor {
   /** A host copy: Float32Array for float dtypes (bfloat16/float16 widened), Int32Array for int32. */
   toArray(): HostArray {
     this.nat('toArray()');
-    const host = this.dtype === 'int32' || this.dtype === 'float32' ? this : null;
-    if (host && this.storage.device.type === 'cpu') {
-      const v = this.view() as Float32Array | Int32Array;
-      return v.slice();
-    }
     const wide = this.dtype === 'int32' ? 'int32' : 'float32';
+    if (this.dtype === wide && this.storage.device.type === 'cpu') return (this.view() as HostArray).slice();
     const onCpu = this.to('cpu');
     try {
       const cast = onCpu.cast(wide);

@@ -11,6 +11,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
+#include <utility>
 
 #include "half.h"
 #include "matmul_kernels.h"
@@ -30,39 +32,34 @@ constexpr int kMR = 14, kNR = 32;
 
 // C tile rows m (1..14) and 16-column vectors NV (1..2) are template parameters so
 // that edge tiles do only the work they need (e.g. M = 1 rows cost 1/14 of a tile).
+// tile_begin / tile_end are the parts every tile shares (inlined into each).
+
+// Zeroes the accumulators and prefetches C: it is touched once per kc steps, and
+// fetching it early hides the miss behind the k loop.
 template <int M, int NV>
-L2C_AVX512 void tile_mn(int64_t kc, const float *a, const float *b, float *c,
-                        int64_t ldc, bool accumulate, int n) {
-  __m512 acc0[M], acc1[M];
+L2C_AVX512 __attribute__((always_inline)) inline void tile_begin(__m512 *acc0, __m512 *acc1,
+                                                               const float *c, int64_t ldc) {
 #pragma GCC unroll 14
   for (int r = 0; r < M; r++) {
     acc0[r] = _mm512_setzero_ps();
     if (NV == 2) acc1[r] = _mm512_setzero_ps();
   }
-  // C is touched once per kc steps; fetching it early hides the miss behind the loop.
 #pragma GCC unroll 14
   for (int r = 0; r < M; r++) {
     _mm_prefetch(reinterpret_cast<const char *>(c + r * ldc), _MM_HINT_T0);
     if (NV == 2) _mm_prefetch(reinterpret_cast<const char *>(c + r * ldc + 31), _MM_HINT_T0);
   }
-#pragma GCC unroll 4
-  for (int64_t k = 0; k < kc; k++) {
-    __m512 b0 = _mm512_load_ps(b);
-    __m512 b1 = NV == 2 ? _mm512_load_ps(b + 16) : b0;
-#pragma GCC unroll 14
-    for (int r = 0; r < M; r++) {
-      __m512 ar = _mm512_set1_ps(a[r]);
-      acc0[r] = _mm512_fmadd_ps(ar, b0, acc0[r]);
-      if (NV == 2) acc1[r] = _mm512_fmadd_ps(ar, b1, acc1[r]);
-    }
-    a += kMR;
-    b += kNR;
-  }
+}
+
+// Writes (or adds, when accumulate) the tile's first n columns to C.
+// All loads of C before any store: with ldc a multiple of 1024 floats, rows share
+// their low 12 address bits, and a load issued after a store to another row waits as
+// a possible alias ("4K aliasing"). Kernel alone, kc 64, ldc 1024: 120 -> 148 GFLOP/s.
+template <int M, int NV>
+L2C_AVX512 __attribute__((always_inline)) inline void tile_end(__m512 *acc0, __m512 *acc1, float *c,
+                                                             int64_t ldc, bool accumulate, int n) {
   __mmask16 m0 = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
   __mmask16 m1 = n >= 32 ? 0xffff : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
-  // All loads of C before any store: with ldc a multiple of 1024 floats, rows share
-  // their low 12 address bits, and a load issued after a store to another row waits as
-  // a possible alias ("4K aliasing"). Kernel alone, kc 64, ldc 1024: 120 -> 148 GFLOP/s.
   if (accumulate) {
 #pragma GCC unroll 14
     for (int r = 0; r < M; r++) {
@@ -77,21 +74,39 @@ L2C_AVX512 void tile_mn(int64_t kc, const float *a, const float *b, float *c,
   }
 }
 
+template <int M, int NV>
+L2C_AVX512 void tile_mn(int64_t kc, const float *a, const float *b, float *c,
+                        int64_t ldc, bool accumulate, int n) {
+  __m512 acc0[M], acc1[M];
+  tile_begin<M, NV>(acc0, acc1, c, ldc);
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; k++) {
+    __m512 b0 = _mm512_load_ps(b);
+    __m512 b1 = NV == 2 ? _mm512_load_ps(b + 16) : b0;
+#pragma GCC unroll 14
+    for (int r = 0; r < M; r++) {
+      __m512 ar = _mm512_set1_ps(a[r]);
+      acc0[r] = _mm512_fmadd_ps(ar, b0, acc0[r]);
+      if (NV == 2) acc1[r] = _mm512_fmadd_ps(ar, b1, acc1[r]);
+    }
+    a += kMR;
+    b += kNR;
+  }
+  tile_end<M, NV>(acc0, acc1, c, ldc, accumulate, n);
+}
+
 using TileFn = void (*)(int64_t, const float *, const float *, float *, int64_t, bool, int);
 
-template <int M>
-struct TileRow {
-  static constexpr TileFn one = tile_mn<M, 1>, two = tile_mn<M, 2>;
+// [m - 1][n > 16] -> the tile instantiation for m rows and one or two column vectors.
+template <template <int, int> class Tile, int... I>
+constexpr std::array<std::array<TileFn, 2>, sizeof...(I)> tile_table(std::integer_sequence<int, I...>) {
+  return {{{Tile<I + 1, 1>::fn, Tile<I + 1, 2>::fn}...}};
+}
+template <int M, int NV>
+struct F32Tile {
+  static constexpr TileFn fn = tile_mn<M, NV>;
 };
-const TileFn kTiles[kMR][2] = {
-    {TileRow<1>::one, TileRow<1>::two},   {TileRow<2>::one, TileRow<2>::two},
-    {TileRow<3>::one, TileRow<3>::two},   {TileRow<4>::one, TileRow<4>::two},
-    {TileRow<5>::one, TileRow<5>::two},   {TileRow<6>::one, TileRow<6>::two},
-    {TileRow<7>::one, TileRow<7>::two},   {TileRow<8>::one, TileRow<8>::two},
-    {TileRow<9>::one, TileRow<9>::two},   {TileRow<10>::one, TileRow<10>::two},
-    {TileRow<11>::one, TileRow<11>::two}, {TileRow<12>::one, TileRow<12>::two},
-    {TileRow<13>::one, TileRow<13>::two}, {TileRow<14>::one, TileRow<14>::two},
-};
+constexpr auto kTiles = tile_table<F32Tile>(std::make_integer_sequence<int, kMR>());
 
 void tile_avx512(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
                  bool accumulate, int m, int n) {
@@ -106,16 +121,7 @@ template <int M, int NV>
 L2C_AVX512BF16 void tile_bf16_mn(int64_t kp, const float *a, const float *b, float *c,
                                  int64_t ldc, bool accumulate, int n) {
   __m512 acc0[M], acc1[M];
-#pragma GCC unroll 14
-  for (int r = 0; r < M; r++) {
-    acc0[r] = _mm512_setzero_ps();
-    if (NV == 2) acc1[r] = _mm512_setzero_ps();
-  }
-#pragma GCC unroll 14
-  for (int r = 0; r < M; r++) {
-    _mm_prefetch(reinterpret_cast<const char *>(c + r * ldc), _MM_HINT_T0);
-    if (NV == 2) _mm_prefetch(reinterpret_cast<const char *>(c + r * ldc + 31), _MM_HINT_T0);
-  }
+  tile_begin<M, NV>(acc0, acc1, c, ldc);
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kp; k++) {
     __m512bh b0 = (__m512bh)_mm512_load_ps(b);
@@ -129,35 +135,14 @@ L2C_AVX512BF16 void tile_bf16_mn(int64_t kp, const float *a, const float *b, flo
     a += kMR;
     b += kNR;
   }
-  __mmask16 m0 = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
-  __mmask16 m1 = n >= 32 ? 0xffff : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
-  if (accumulate) {  // loads before stores, as in tile_mn
-#pragma GCC unroll 14
-    for (int r = 0; r < M; r++) {
-      acc0[r] = _mm512_add_ps(acc0[r], _mm512_maskz_loadu_ps(m0, c + r * ldc));
-      if (NV == 2) acc1[r] = _mm512_add_ps(acc1[r], _mm512_maskz_loadu_ps(m1, c + r * ldc + 16));
-    }
-  }
-#pragma GCC unroll 14
-  for (int r = 0; r < M; r++) {
-    _mm512_mask_storeu_ps(c + r * ldc, m0, acc0[r]);
-    if (NV == 2) _mm512_mask_storeu_ps(c + r * ldc + 16, m1, acc1[r]);
-  }
+  tile_end<M, NV>(acc0, acc1, c, ldc, accumulate, n);
 }
 
-template <int M>
-struct TileRowBf16 {
-  static constexpr TileFn one = tile_bf16_mn<M, 1>, two = tile_bf16_mn<M, 2>;
+template <int M, int NV>
+struct Bf16Tile {
+  static constexpr TileFn fn = tile_bf16_mn<M, NV>;
 };
-const TileFn kTilesBf16[kMR][2] = {
-    {TileRowBf16<1>::one, TileRowBf16<1>::two},   {TileRowBf16<2>::one, TileRowBf16<2>::two},
-    {TileRowBf16<3>::one, TileRowBf16<3>::two},   {TileRowBf16<4>::one, TileRowBf16<4>::two},
-    {TileRowBf16<5>::one, TileRowBf16<5>::two},   {TileRowBf16<6>::one, TileRowBf16<6>::two},
-    {TileRowBf16<7>::one, TileRowBf16<7>::two},   {TileRowBf16<8>::one, TileRowBf16<8>::two},
-    {TileRowBf16<9>::one, TileRowBf16<9>::two},   {TileRowBf16<10>::one, TileRowBf16<10>::two},
-    {TileRowBf16<11>::one, TileRowBf16<11>::two}, {TileRowBf16<12>::one, TileRowBf16<12>::two},
-    {TileRowBf16<13>::one, TileRowBf16<13>::two}, {TileRowBf16<14>::one, TileRowBf16<14>::two},
-};
+constexpr auto kTilesBf16 = tile_table<Bf16Tile>(std::make_integer_sequence<int, kMR>());
 
 void tile_bf16(int64_t kp, const float *a, const float *b, float *c, int64_t ldc,
                bool accumulate, int m, int n) {
