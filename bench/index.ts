@@ -1,8 +1,16 @@
 // bench/index.ts: `npm run bench -- <suite> [options]` and `llm2clip bench <suite>`.
-// Suites: gemm. Options: --device cpu|cuda, --quick (small sizes).
+// Suites: gemm, attention, lora, infonce. Options: --device cpu|cuda, --quick (small sizes).
 import { runGemm } from './gemm';
+import { runAttention } from './attention';
+import { runLora } from './lora';
+import { runInfonce } from './infonce';
 
-const SUITES: Record<string, (args: string[]) => void> = { gemm: runGemm };
+const SUITES: Record<string, (args: string[]) => void> = {
+  gemm: runGemm,
+  attention: runAttention,
+  lora: runLora,
+  infonce: runInfonce,
+};
 
 export function runBench(args: string[]): number {
   const suite = args[0];

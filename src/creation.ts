@@ -103,7 +103,7 @@ export function manualSeed(seed: number | bigint): void {
   nextSeed = toSeed(seed, 'manualSeed(seed)');
 }
 
-function toSeed(seed: number | bigint, what: string): bigint {
+export function toSeed(seed: number | bigint, what: string): bigint {
   if (typeof seed === 'number' && Number.isSafeInteger(seed) && seed >= 0) return BigInt(seed);
   if (typeof seed === 'bigint' && seed >= 0n && seed < 1n << 64n) return seed;
   fail('INVALID_ARGUMENT', `${what}: a non-negative integer below 2^64 is required (got ${String(seed)})`);

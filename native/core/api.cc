@@ -11,33 +11,14 @@
 #include "backend.h"
 #include "common.h"
 #include "threadpool.h"
+#include "api_util.h"
 
-namespace {
+namespace l2c {
+namespace api {
 
 thread_local std::string g_last_error;
 
-template <class F>
-l2c_status guarded(F &&fn) {
-  try {
-    fn();
-    g_last_error.clear();
-    return L2C_OK;
-  } catch (const l2c::Error &e) {
-    g_last_error = e.what();
-    return e.status;
-  } catch (const std::bad_alloc &) {
-    g_last_error = "out of host memory";
-    return L2C_OUT_OF_MEMORY;
-  } catch (const std::exception &e) {
-    g_last_error = std::string("internal error: ") + e.what();
-    return L2C_INTERNAL;
-  } catch (...) {
-    g_last_error = "internal error: unknown exception";
-    return L2C_INTERNAL;
-  }
-}
-
-using l2c::fail;
+void set_last_error(const std::string &msg) { g_last_error = msg; }
 
 bool valid_dtype(l2c_dtype d) { return d >= L2C_FLOAT32 && d <= L2C_INT32; }
 
@@ -87,6 +68,14 @@ bool same_device(const l2c_device &a, const l2c_device &b) {
 std::string device_str(const l2c_device &d) {
   return d.type == L2C_CPU ? "cpu" : "cuda:" + std::to_string(d.index);
 }
+
+}  // namespace api
+}  // namespace l2c
+
+namespace {
+
+using l2c::fail;
+using namespace l2c::api;
 
 void build_matmul(const l2c_matmul_args *args, l2c::MatmulParams &p) {
   if (!args) fail(L2C_INVALID_ARGUMENT, "matmul: null arguments");

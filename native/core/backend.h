@@ -42,6 +42,9 @@ void cast(const l2c_tensor &dst, const l2c_tensor &src);
 void fill(const l2c_tensor &dst, double value);
 void random(const l2c_tensor &dst, l2c_random_kind kind, uint64_t seed, double a, double b);
 void matmul(const MatmulParams &p);
+// The same on the calling thread only, for kernels that run their own threads over
+// tiles; accumulate (float32 output only) adds into C instead of overwriting it.
+void matmul_serial(const MatmulParams &p, bool accumulate = false);
 const char *isa_name();          // the level in use
 void set_isa(const char *name);  // throws INVALID_ARGUMENT if unsupported
 }  // namespace cpu

@@ -75,6 +75,7 @@ struct Plan {
   decltype(KernelSet::tile) tile = nullptr;
   decltype(KernelSet::pack) pack = nullptr;
   int64_t depth(int64_t k) const { return pairs ? (k + 1) / 2 : k; }
+  bool accumulate = false;  // C += (float32 output only)
 };
 
 // C[m0:m1, n0:n1] of batch entry bi, BLIS loop order: an A block (mc x kc) is packed
@@ -90,6 +91,7 @@ void run_block(const Plan &pl, int64_t bi, int64_t m0, int64_t m1, int64_t n0, i
   const bool half_out = p.out_dtype != L2C_FLOAT32;
 
   if (p.K == 0) {  // empty sum: zeros (bit pattern 0 in all three output dtypes)
+    if (pl.accumulate) return;
     for (int64_t i = m0; i < m1; i++)
       std::memset(C + (i * p.ldc + n0) * pl.out_size, 0, (n1 - n0) * pl.out_size);
     return;
@@ -126,7 +128,7 @@ void run_block(const Plan &pl, int64_t bi, int64_t m0, int64_t m1, int64_t n0, i
             int m = (int)std::min<int64_t>(ks.mr, mc - ir);
             for (int64_t jr = 0; jr < nc; jr += ks.nr)
               pl.tile(kd, apack + ir * kd, bpack + jr * kd, ct + ir * ldct + jc + jr, ldct,
-                      pc > 0, m, (int)std::min<int64_t>(ks.nr, nc - jr));
+                      pc > 0 || pl.accumulate, m, (int)std::min<int64_t>(ks.nr, nc - jr));
           }
         }
       }
@@ -139,12 +141,7 @@ void run_block(const Plan &pl, int64_t bi, int64_t m0, int64_t m1, int64_t n0, i
 }
 
 
-}  // namespace
-
-// C (batch, M, N) = op(A) (batch, M, K) . op(B) (batch, K, N); see backend.h.
-void matmul(const MatmulParams &p) {
-  check_matmul_params(p, "matmul");
-  if (p.batch == 0 || p.M == 0 || p.N == 0) return;
+Plan make_plan(const MatmulParams &p) {
   const KernelSet &ks = mm::active_kernels();
   int64_t in_size = p.in_dtype == L2C_FLOAT32 ? 4 : 2;
   int64_t out_size = p.out_dtype == L2C_FLOAT32 ? 4 : 2;
@@ -156,7 +153,27 @@ void matmul(const MatmulParams &p) {
   pl.pack = pl.pairs ? ks.pack_bf16 : ks.pack;
   pl.kc = p.K > 0 ? ceil_div(p.K, ceil_div(p.K, ks.kc)) : 1;
   if (pl.pairs) pl.kc = round_up(pl.kc, 2);  // block starts stay on pair boundaries
+  return pl;
+}
 
+}  // namespace
+
+void matmul_serial(const MatmulParams &p, bool accumulate) {
+  check_matmul_params(p, "matmul");
+  if (accumulate && p.out_dtype != L2C_FLOAT32)
+    fail(L2C_INTERNAL, "matmul_serial: accumulate needs a float32 output");
+  if (p.batch == 0 || p.M == 0 || p.N == 0) return;
+  Plan pl = make_plan(p);
+  pl.accumulate = accumulate;
+  for (int64_t bi = 0; bi < p.batch; bi++) run_block(pl, bi, 0, p.M, 0, p.N);
+}
+
+// C (batch, M, N) = op(A) (batch, M, K) . op(B) (batch, K, N); see backend.h.
+void matmul(const MatmulParams &p) {
+  check_matmul_params(p, "matmul");
+  if (p.batch == 0 || p.M == 0 || p.N == 0) return;
+  Plan pl = make_plan(p);
+  const KernelSet &ks = pl.ks;
   double flops = 2.0 * p.batch * p.M * p.N * std::max<int64_t>(p.K, 1);
   int64_t T = num_threads();
   if (T <= 1 || flops < kParallelMinFlops) {

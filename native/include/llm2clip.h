@@ -126,4 +126,11 @@ L2C_API l2c_status l2c_matmul(const l2c_matmul_args *args);
 #ifdef __cplusplus
 }
 #endif
+/* The kernel families. */
+#include "l2c_attention.h"
+#include "l2c_lora.h"
+#include "l2c_infonce.h"
+#include "l2c_layers.h"
+#include "l2c_train.h"
+
 #endif /* LLM2CLIP_H */

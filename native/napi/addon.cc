@@ -103,6 +103,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaDeviceName", Napi::Function::New(env, CudaDeviceName));
   exports.Set("abiVersion", Napi::Function::New(env, AbiVersion));
   init_ops(env, exports);
+  init_attention(env, exports);
+  init_lora(env, exports);
+  init_infonce(env, exports);
+  init_layers(env, exports);
+  init_train(env, exports);
   return exports;
 }
 

@@ -63,6 +63,17 @@ class Storage : public Napi::ObjectWrap<Storage> {
 // Reads a tensor given as (storage, dtype, shape) at info[i..i+2].
 l2c_tensor tensor_arg(const Napi::CallbackInfo &info, size_t i, const char *what);
 
+// Reads a tensor given as one JS array [storage, dtype, shape] (Tensor#nat()).
+l2c_tensor tensor_val(Napi::Env env, Napi::Value v, const char *what);
+// The same, where null / undefined means "absent" (returns false, *out untouched).
+bool opt_tensor_val(Napi::Env env, Napi::Value v, const char *what, l2c_tensor *out);
+
 void init_ops(Napi::Env env, Napi::Object exports);
+// The kernel families (native/napi/ops_<family>.cc), one export each per op.
+void init_attention(Napi::Env env, Napi::Object exports);
+void init_lora(Napi::Env env, Napi::Object exports);
+void init_infonce(Napi::Env env, Napi::Object exports);
+void init_layers(Napi::Env env, Napi::Object exports);
+void init_train(Napi::Env env, Napi::Object exports);
 
 }  // namespace l2c_napi

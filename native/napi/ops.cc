@@ -7,26 +7,27 @@
 
 namespace l2c_napi {
 
-l2c_tensor tensor_arg(const Napi::CallbackInfo &info, size_t i, const char *what) {
-  Napi::Env env = info.Env();
-  if (info.Length() < i + 3) throw_error(env, "INVALID_ARGUMENT", std::string(what) + ": missing");
-  Storage *s = Storage::FromValue(info[i], what);
+// Reads a tensor from (storage, dtype, shape) values.
+static l2c_tensor tensor_from(Napi::Env env, Napi::Value sv, Napi::Value dv, Napi::Value shv, const char *what) {
+  Storage *s = Storage::FromValue(sv, what);
   l2c_tensor t{};
   auto b = s->block();
   t.data = b->ptr;
   t.device = b->device;
-  t.dtype = (l2c_dtype)info[i + 1].As<Napi::Number>().Int32Value();
+  if (!dv.IsNumber()) throw_error(env, "INVALID_ARGUMENT", std::string(what) + ": dtype must be a number");
+  t.dtype = (l2c_dtype)dv.As<Napi::Number>().Int32Value();
   size_t esize = l2c_dtype_size(t.dtype);
   if (!esize) throw_error(env, "INVALID_ARGUMENT", std::string(what) + ": unknown dtype");
-  if (!info[i + 2].IsArray()) throw_error(env, "INVALID_ARGUMENT", std::string(what) + ": shape must be an array");
-  Napi::Array shape = info[i + 2].As<Napi::Array>();
+  if (!shv.IsArray()) throw_error(env, "INVALID_ARGUMENT", std::string(what) + ": shape must be an array");
+  Napi::Array shape = shv.As<Napi::Array>();
   if (shape.Length() > L2C_MAX_DIMS)
     throw_error(env, "INVALID_ARGUMENT", std::string(what) + ": more than " + std::to_string(L2C_MAX_DIMS) + " dimensions");
   t.ndim = (int32_t)shape.Length();
   double n = 1;
   for (uint32_t d = 0; d < shape.Length(); d++) {
-    double v = shape.Get(d).As<Napi::Number>().DoubleValue();
-    if (!(v >= 0) || v > 9007199254740991.0)
+    Napi::Value dimv = shape.Get(d);
+    double v = dimv.IsNumber() ? dimv.As<Napi::Number>().DoubleValue() : -1;
+    if (!(v >= 0) || v > 9007199254740991.0 || v != (double)(int64_t)v)
       throw_error(env, "INVALID_ARGUMENT", std::string(what) + ": bad dimension " + std::to_string(v));
     t.shape[d] = (int64_t)v;
     n *= v;
@@ -36,6 +37,25 @@ l2c_tensor tensor_arg(const Napi::CallbackInfo &info, size_t i, const char *what
     throw_error(env, "SHAPE_MISMATCH", std::string(what) + ": shape needs " + std::to_string((uint64_t)(n * esize)) +
                                            " bytes but the storage holds " + std::to_string(b->bytes));
   return t;
+}
+
+l2c_tensor tensor_arg(const Napi::CallbackInfo &info, size_t i, const char *what) {
+  Napi::Env env = info.Env();
+  if (info.Length() < i + 3) throw_error(env, "INVALID_ARGUMENT", std::string(what) + ": missing");
+  return tensor_from(env, info[i], info[i + 1], info[i + 2], what);
+}
+
+l2c_tensor tensor_val(Napi::Env env, Napi::Value v, const char *what) {
+  if (!v.IsArray() || v.As<Napi::Array>().Length() != 3)
+    throw_error(env, "INVALID_ARGUMENT", std::string(what) + ": expected a tensor (storage, dtype, shape)");
+  Napi::Array a = v.As<Napi::Array>();
+  return tensor_from(env, a.Get(0u), a.Get(1u), a.Get(2u), what);
+}
+
+bool opt_tensor_val(Napi::Env env, Napi::Value v, const char *what, l2c_tensor *out) {
+  if (v.IsNull() || v.IsUndefined()) return false;
+  *out = tensor_val(env, v, what);
+  return true;
 }
 
 // copy(dst, dt, shape, src, dt, shape)

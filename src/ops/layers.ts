@@ -1,0 +1,2 @@
+// ops/layers.ts: elementwise ops, norms, rope, activations, softmax, dropout, reductions, pooling.
+export {};
