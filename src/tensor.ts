@@ -56,6 +56,17 @@ export function checkShape(shape: unknown, what: string): number[] {
 
 export type HostArray = Float32Array | Int32Array;
 
+let poison = false;
+/**
+ * @internal Test hook: fill every new op output with NaN (int32: -2^31) before the op
+ * writes it. Returns the previous setting.
+ */
+export function setPoisonOutputs(on: boolean): boolean {
+  const was = poison;
+  poison = on;
+  return was;
+}
+
 export class Tensor {
   readonly shape: readonly number[];
   readonly dtype: DType;
@@ -73,9 +84,15 @@ export class Tensor {
     track(this);
   }
 
-  /** @internal A fresh uninitialised tensor. */
+  /**
+   * @internal A fresh uninitialised tensor (every op output is made here). With
+   * poisoning on (setPoisonOutputs, for tests) it is filled with NaN (int32: -2^31)
+   * first, so an element an op forgets to write shows up.
+   */
   static empty(shape: readonly number[], dtype: DType, device: Device): Tensor {
-    return new Tensor(StorageRef.allocate(device, shapeSize(shape) * dtypeSize(dtype)), shape, dtype);
+    const t = new Tensor(StorageRef.allocate(device, shapeSize(shape) * dtypeSize(dtype)), shape, dtype);
+    if (poison && t.size > 0) native.fill(...t.nat(), dtype === 'int32' ? -2147483648 : NaN);
+    return t;
   }
 
   /** 'cpu' or 'cuda' ('cuda:N' past the first GPU). */

@@ -64,3 +64,42 @@ export function firstBad(got: ArrayLike<number>, want: ArrayLike<number>, tol: (
   }
   return -1;
 }
+
+/** ‖got − want‖ / ‖want‖ (2-norms); Infinity when a value is NaN or the lengths differ. */
+export function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  if (got.length !== want.length) return Infinity;
+  let num = 0, den = 0;
+  for (let i = 0; i < got.length; i++) {
+    if (Number.isNaN(got[i]) || Number.isNaN(want[i])) return Infinity;
+    const d = got[i] - want[i];
+    num += d * d;
+    den += want[i] * want[i];
+  }
+  if (!Number.isFinite(num)) return Infinity;
+  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+}
+
+/** Fails (naming what) unless relErr(got, want) <= tol; NaN never passes. */
+export function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string): void {
+  const e = relErr(got, want);
+  if (!(e <= tol)) throw new Error(`${what}: relative error ${e} > ${tol} (n = ${want.length})`);
+}
+
+/**
+ * Central finite differences of a float64 scalar function: d f / d x[i] for the
+ * indices given (all by default), step h·max(1, |x[i]|).
+ */
+export function finiteDiff(f: (x: Float64Array) => number, x: Float64Array, h = 1e-6, indices?: number[]): Float64Array {
+  const g = new Float64Array(x.length);
+  const idx = indices ?? Array.from({ length: x.length }, (_, i) => i);
+  for (const i of idx) {
+    const xi = x[i], step = h * Math.max(1, Math.abs(xi));
+    x[i] = xi + step;
+    const fp = f(x);
+    x[i] = xi - step;
+    const fm = f(x);
+    x[i] = xi;
+    g[i] = (fp - fm) / (2 * step);
+  }
+  return g;
+}
