@@ -76,12 +76,19 @@ void copy_tiles(const Odometer &proto, int64_t b, int64_t e, char *dst, const ch
     int64_t rows = std::min<int64_t>(kTile, rows_total - r0);
     const T *s = reinterpret_cast<const T *>(src) + o.os;
     T *d = reinterpret_cast<T *>(dst) + o.od;
+    // Through a small buffer, so that both sides are walked along their contiguous dim:
+    // reading src along j with a large stride thrashed one L1 set (a power-of-two row
+    // pitch maps all the tile's lines to the same set): 2048^2 float32 ran at 1.4 GB/s.
+    T buf[kTile][kTile];
     for (int64_t j0 = 0; j0 < cols; j0 += kTile) {
       int64_t jn = std::min<int64_t>(kTile, cols - j0);
+      for (int64_t j = 0; j < jn; j++) {
+        const T *sr = s + (j0 + j) * ssj;
+        for (int64_t i = 0; i < rows; i++) buf[i][j] = sr[i * ssk];
+      }
       for (int64_t i = 0; i < rows; i++) {
         T *dr = d + i * sdk + j0;
-        const T *sr = s + i * ssk + j0 * ssj;
-        for (int64_t j = 0; j < jn; j++) dr[j] = sr[j * ssj];
+        for (int64_t j = 0; j < jn; j++) dr[j] = buf[i][j];
       }
     }
   }
