@@ -3,7 +3,7 @@
 // finite differences; odd sizes, chunks smaller than V and not dividing it, several token
 // blocks, ignored rows (some, all), bias, mean / sum, frozen head, tied weights, 16-bit
 // storage, every CPU level, poisoned outputs, error codes.
-import { ops, setCpuIsa, getCpuIsa, Tensor, DType } from '../src';
+import { ops, setCpuIsa, getCpuIsa, Tensor, DType, getNumThreads, setNumThreads } from '../src';
 import { expectClose, expectCode, finiteDiff, hostRandom, relErr } from './helpers';
 import { cpuLevels, disposeAll, HALF_ULP, intTensor, poisonOutputs, randInts, randTensor } from './train-util';
 
@@ -165,6 +165,19 @@ describe('crossEntropy vs float64 reference', () => {
       });
     });
   }
+
+  test('1 and 3 threads (one slab; uneven slabs)', () => {
+    const was = getNumThreads();
+    try {
+      for (const n of [1, 3]) {
+        setNumThreads(n);
+        run({ N: 97, H: 40, V: 1000, chunk: 100, bias: true, ignoreFrac: 0.2 });
+        run({ N: 600, H: 7, V: 37, chunk: 8 });
+      }
+    } finally {
+      setNumThreads(was);
+    }
+  });
 
   test('hidden [B,S,H] with targets [B,S]: same as the flattened call', () => {
     const h = randTensor([3, 5, 16], 11), w = randTensor([50, 16], 12);

@@ -3,9 +3,11 @@
 //
 // Only rows with a target take part (LLM2Vec's masked next-token prediction ignores most
 // tokens): their indices are gathered first and processed in blocks of kTokBlock rows.
-// The vocabulary is cut into chunks of chunk_size columns and the chunks into S contiguous
-// slabs, one task each (S = min(threads, chunks); chunks are narrowed so that a small
-// vocabulary still gives every thread one). Per block, each task walks its chunks:
+// The vocabulary is cut into chunks of at most chunk_size columns and the chunks into S
+// contiguous slabs, one task each (S = min(threads, chunks); chunks are narrowed so that a
+// small vocabulary still gives every thread one, and evened out so that every slab gets as
+// many). Memory: the gathered hidden block, one [block x chunk] float32 tile per thread and,
+// in the backward, S partial dhidden blocks [block x H] (O(threads x 512 x H)). Per block, each task walks its chunks:
 //   forward:  tile = hidden_block . W_chunk^T (+ bias), a packed GEMM on the calling
 //             thread; then an online (max, sum exp) per row and slab, vectorised exp, and
 //             the target logit from the chunk that holds it. The slabs' partials are merged
@@ -271,9 +273,15 @@ void make_plan(const CrossEntropyParams &p, const char *op, Plan &pl) {
   int64_t ce = std::max<int64_t>(1, p.chunk_size);
   if (ceil_div(pl.V, ce) < T)  // narrower chunks so that every thread gets one
     ce = std::min(ce, std::max(kMinChunk, round_up(ceil_div(pl.V, T), 16)));
+  int64_t nch = ceil_div(pl.V, ce);
+  pl.S = std::min(T, nch);
+  // Even slabs: as many chunks per slab, of about equal width (a multiple of 16, at most
+  // chunk_size): V = 32000, chunk 4096, 2 threads gives 8 chunks of 4000, not 7 of 4096
+  // and one of 3328.
+  int64_t per_slab = ceil_div(nch, pl.S);
+  ce = std::min(ce, round_up(ceil_div(pl.V, pl.S * per_slab), 16));
   pl.ce = ce;
   pl.nch = ceil_div(pl.V, ce);
-  pl.S = std::min(T, pl.nch);
 }
 
 // Copies the hidden rows of block [b0, b1) of pl.rows (raw dtype) to buf.

@@ -38,9 +38,9 @@ L2C_API l2c_status l2c_embedding_backward(const l2c_embedding_args *args);
  * logits = hidden . weight^T (+ bias): hidden float [N,H], weight float [V,H] (an lm head,
  * possibly the embedding), bias float [V] or null, targets int32 [N]. Rows whose target is
  * ignore_index are ignored; any other target outside [0, V) is INVALID_ARGUMENT.
- * Only vocabulary chunks of chunk_size columns (0: 4096) and blocks of tokens are ever
- * materialised (an online max / sum of exp per row), so memory is O(N + tokens x chunk)
- * and never [N,V].
+ * Only vocabulary chunks of at most chunk_size columns (0: 4096; narrower when that evens
+ * out the threads' work) and blocks of 512 tokens are ever materialised (an online max /
+ * sum of exp per row), so memory is O(N + threads x 512 x (chunk + H)), never [N,V].
  * forward:  lse[n] = logsumexp_v logits[n,v] (float32 [N]; ignored rows 0);
  *           loss (float32, one element) = sum over non-ignored rows of
  *           lse[n] - logits[n, targets[n]], divided by their count when reduction is

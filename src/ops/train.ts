@@ -123,7 +123,10 @@ export interface CrossEntropyOptions {
   ignoreIndex?: number;
   /** 'mean' (default: over the non-ignored rows, 0 when there are none) or 'sum'. */
   reduction?: 'mean' | 'sum';
-  /** Vocabulary columns per chunk (default 4096): memory is O(N + tokens x chunkSize). */
+  /**
+   * Vocabulary columns per chunk, at most (default 4096; narrower when that evens out the
+   * threads' work): memory is O(N + threads x 512 x (chunkSize + H)), never [N,V].
+   */
   chunkSize?: number;
   /** An output-projection bias `[V]` (float), added to the logits. */
   bias?: Tensor | null;
