@@ -166,6 +166,10 @@ describe('crossEntropy vs float64 reference', () => {
     });
   }
 
+  test('past the GEMM cache blocks: H 520 > kc, default chunks of 2112 rows > mc, mixed dtypes', () => {
+    run({ N: 5, H: 520, V: 4200, dtype: 'float32', wdtype: 'bfloat16', bias: true });
+  });
+
   test('1 and 3 threads (one slab; uneven slabs)', () => {
     const was = getNumThreads();
     try {
