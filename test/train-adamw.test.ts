@@ -4,7 +4,9 @@
 // error codes.
 import { ops, setCpuIsa, getCpuIsa, DType, Tensor, zeros } from '../src';
 import { expectClose, expectCode } from './helpers';
-import { disposeAll, randTensor } from './train-util';
+import { disposeAll, poisonOutputs, randTensor } from './train-util';
+
+poisonOutputs();
 
 interface Hyper {
   lr: number;

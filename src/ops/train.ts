@@ -288,10 +288,15 @@ export interface AdamWTensors {
 
 /** Hyperparameters of {@link adamw} (PyTorch's names and defaults). */
 export interface AdamWOptions {
+  /** Learning rate (>= 0). */
   lr: number;
+  /** First-moment decay (default 0.9), in [0, 1). */
   beta1?: number;
+  /** Second-moment decay (default 0.999), in [0, 1). */
   beta2?: number;
+  /** Added to the denominator √v̂ (default 1e-8). */
   eps?: number;
+  /** Decoupled weight decay (default 0.01): p *= 1 − lr·weightDecay. */
   weightDecay?: number;
   /** The step number, starting at 1 (bias corrections 1 − βᵗ). */
   step: number;
