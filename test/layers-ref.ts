@@ -34,11 +34,11 @@ export function roundTo(values: Float32Array, dtype: DType): Float32Array {
   return out;
 }
 
-/** A tensor of fresh random values in [-scale, scale) and its exact host values (as the kernel sees them). */
-export function rnd(shape: number[], seed: number, dtype: DType = 'float32', scale = 1): { t: Tensor; h: Float64Array } {
+/** A tensor of fresh random values in offset + [-scale, scale) and its exact host values (as the kernel sees them). */
+export function rnd(shape: number[], seed: number, dtype: DType = 'float32', scale = 1, offset = 0): { t: Tensor; h: Float64Array } {
   const n = shape.reduce((a, b) => a * b, 1);
   const raw = hostRandom(n, seed);
-  if (scale !== 1) for (let i = 0; i < n; i++) raw[i] *= scale;
+  if (scale !== 1 || offset !== 0) for (let i = 0; i < n; i++) raw[i] = raw[i] * scale + offset;
   const v = roundTo(raw, dtype);
   return { t: tensor(v, shape, { dtype }), h: Float64Array.from(v) };
 }
@@ -57,6 +57,27 @@ export function host(t: Tensor): Float64Array {
 export function close(got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string): void {
   const e = relErr(got, want);
   if (!(e <= tol)) throw new Error(`${what}: relative error ${e} > ${tol} (n = ${want.length})`);
+}
+
+/**
+ * ‖got − want‖ ≤ tol · max(‖want‖, scale): for results that are a cancellation of
+ * terms of norm `scale` (a gradient that is exactly 0 in float64, e.g. a norm over a
+ * last dim of 1), where float32 leaves O(u · scale) and a relative error means nothing.
+ */
+export function closeScaled(got: ArrayLike<number>, want: ArrayLike<number>, scale: number, tol: number, what: string): void {
+  let num = 0, den = 0;
+  for (let i = 0; i < want.length; i++) {
+    num += (got[i] - want[i]) ** 2;
+    den += want[i] ** 2;
+  }
+  const e = Math.sqrt(num) / Math.max(Math.sqrt(den), scale);
+  if (!(e <= tol)) throw new Error(`${what}: error ${e} of max(‖want‖, ${scale}) > ${tol} (n = ${want.length})`);
+}
+
+export function norm(a: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * a[i];
+  return Math.sqrt(s);
 }
 
 export function disposeAll(...ts: (Tensor | null | undefined | Record<string, Tensor | null>)[]): void {
