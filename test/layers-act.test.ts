@@ -76,6 +76,12 @@ describe('float64 references', () => {
     const fd = finiteDiff((t) => dot(refRope(t, shape, pos, true, inv), g), x);
     expect(relErr(refRope(g, shape, pos, true, inv, -1), fd)).toBeLessThan(1e-7);
   });
+  test('dropout backward (mask · g / (1 − p)) is the gradient of the forward', () => {
+    const n = 37, p = 0.4, keep = dropoutMask(n, p, 5n);
+    const x = Float64Array.from(hostRandom(n, next())), g = Float64Array.from(hostRandom(n, next()));
+    const fwd = (t: Float64Array) => t.reduce((s, v, i) => s + (keep[i] ? v / (1 - p) : 0) * g[i], 0);
+    expect(relErr(Float64Array.from(g, (v, i) => (keep[i] ? v / (1 - p) : 0)), finiteDiff(fwd, x))).toBeLessThan(1e-7);
+  });
   test('llama3 inv_freq: high frequencies kept, low ones divided by factor, smooth between', () => {
     const D = 128, theta = 500000;
     const base = ropeInvFreq(D, theta), s = ropeInvFreq(D, theta, LLAMA3);

@@ -197,6 +197,25 @@ describe.each(isas())('elementwise at %s', (isa) => {
   });
 });
 
+describe('float64 gradients of add / sub / sum / mean match finite differences', () => {
+  test('add and sub with broadcast: the gradient of the broadcast operand is sumToShape', () => {
+    const as = [4, 3, 5], bs = [3, 1];
+    const a = Float64Array.from(hostRandom(60, 31)), b = Float64Array.from(hostRandom(3, 32)), g = Float64Array.from(hostRandom(60, 33));
+    for (const op of ['add', 'sub']) {
+      const fb = finiteDiff((x) => refBinary(op, a, as, x, bs, as).reduce((s, v, i) => s + v * g[i], 0), b);
+      const want = refSum(g, as, [0, 2]).map((v) => (op === 'add' ? v : -v));
+      expect(relErr(want, fb)).toBeLessThan(1e-7);
+    }
+  });
+  test('sum and mean backward (broadcast of dy, / count)', () => {
+    const shape = [3, 4, 5], x = Float64Array.from(hostRandom(60, 34)), dims = [0, 2];
+    const g = Float64Array.from(hostRandom(4, 35));
+    const map = bcastMap(shape, [1, 4, 1]);
+    const fd = finiteDiff((t) => refSum(t, shape, dims).reduce((s, v, i) => s + (v / 15) * g[i], 0), x);
+    expect(relErr(Float64Array.from(map, (j) => g[j] / 15), fd)).toBeLessThan(1e-7);
+  });
+});
+
 describe('elementwise with bfloat16 / float16 storage', () => {
   for (const dtype of ['bfloat16', 'float16'] as DType[])
     test(dtype, () => {

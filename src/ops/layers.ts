@@ -201,6 +201,7 @@ export function sumToShape(dy: Tensor, shape: readonly number[]): Tensor {
 
 // ---- reductions ----
 
+/** Options of sum / mean and their backward. */
 export interface ReduceOptions {
   /** Dim(s) to reduce, negative counting from the end; all dims when undefined. */
   dim?: number | readonly number[];
@@ -291,6 +292,7 @@ export function meanBackward(dy: Tensor, inputShape: readonly number[], options?
 
 // ---- normalisation ----
 
+/** Options of rmsNorm. */
 export interface RmsNormOptions {
   /** Added to mean(x²) (default 1e-6, Llama). */
   eps?: number;
@@ -332,6 +334,7 @@ export function rmsNormBackward(dy: Tensor, x: Tensor, weight: Tensor | null, rs
   return { dx: outs[0], dWeight: outs[1] ?? null };
 }
 
+/** Options of layerNorm. */
 export interface LayerNormOptions {
   /** Added to the variance (default 1e-5, PyTorch / CLIP). */
   eps?: number;
@@ -386,6 +389,7 @@ export function layerNormBackward(
   return { dx: outs[0], dWeight: outs[2] ?? null, dBias: outs[1] };
 }
 
+/** Options of l2Normalize and its backward. */
 export interface L2NormalizeOptions {
   /** Lower bound of the norm (default 1e-12, as torch.nn.functional.normalize). */
   eps?: number;
@@ -450,8 +454,10 @@ export interface RopeLinearScaling {
   type: 'linear';
   factor: number;
 }
+/** Frequency scaling of rope: llama3 or linear. */
 export type RopeScaling = RopeLlama3Scaling | RopeLinearScaling;
 
+/** Options of rope and ropeBackward (pass the same to both). */
 export interface RopeOptions {
   /** Base of the frequencies (default 10000; Llama 3: 500000). */
   theta?: number;
@@ -526,6 +532,7 @@ function actBackward(op: string, kind: number, dy: Tensor, x: Tensor): Tensor {
   return dx;
 }
 
+/** Options of gelu and geluBackward. */
 export interface GeluOptions {
   /** 'none' (default): 0.5x(1 + erf(x/√2)); 'tanh': PyTorch's tanh approximation. */
   approximate?: 'none' | 'tanh';
@@ -584,6 +591,7 @@ export function swigluBackward(dy: Tensor, gate: Tensor, up: Tensor): { dGate: T
 
 // ---- dropout ----
 
+/** Options of dropout and dropoutBackward (the same p and seed for both). */
 export interface DropoutOptions {
   /** Drop probability in [0, 1) (used as float32). */
   p: number;
