@@ -5,11 +5,15 @@
 // GCC 12 warns that the _mm*_undefined_*() placeholders inside its own AVX-512
 // intrinsics (cvtph_ps, slli_epi32, reduce_add_ps, ...) are used uninitialized when they
 // are inlined into target("avx512f") functions (GCC bug 105593, fixed in GCC 13). The
-// placeholder is a don't-care operand by design: silence that false positive for the
-// intrinsic headers, which are first included just below.
+// placeholder is a don't-care operand by design. Diagnostics follow the pragma state at
+// the warning's location, which is inside the intrinsics headers: silence the false
+// positive there only (the layers files include the headers first through this one).
 #if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
 #endif
 #include <algorithm>
 #include <cmath>
