@@ -265,6 +265,13 @@ describe('attention vs float64 reference', () => {
         check({ B: 1, S: 300, Hq: 2, Hkv: 2, D: 13 }, { mask: rangeMask(300, [[250, 260]]) });
         check({ B: 2, S: 37, Hq: 1, Hkv: 1, D: 256 }, { causal: true });
       });
+      // bfloat16 takes the bf16 pair kernels for Q·Kᵀ and dO·Vᵀ where the level has them
+      // (an odd D leaves a half-filled last pair); float16 is widened while packing.
+      // Tolerances: see '16-bit storage' below.
+      test('bfloat16 and float16, odd D', () => {
+        check({ B: 1, S: 97, Hq: 2, Hkv: 1, D: 41 }, { dtype: 'bfloat16', causal: true }, 6e-3);
+        check({ B: 1, S: 97, Hq: 2, Hkv: 1, D: 41 }, { dtype: 'float16' }, 7.5e-4);
+      });
     });
 });
 

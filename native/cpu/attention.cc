@@ -46,8 +46,9 @@ using mm::KernelSet;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // Target tile sizes, rounded up to the level's register tile (Br to MR rows, Bc to NR
-// columns) so that whole-sequence packed panels line up with tiles.
-constexpr int64_t kBr = 112, kBc = 128;
+// columns) so that whole-sequence packed panels line up with tiles. The forward takes
+// wider key tiles: its per-tile row passes (max, rescale) amortise over more columns.
+constexpr int64_t kBr = 112, kBcForward = 256, kBcBackward = 128;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -80,33 +81,46 @@ struct AlignedFree {
   void operator()(float *p) const { std::free(p); }
 };
 
-// Tile geometry for the SIMD level in use.
+using TileFn = decltype(KernelSet::tile);
+using PackFn = decltype(KernelSet::pack);
+
+// Tile geometry and kernels for the SIMD level in use. The score products (Q·Kᵀ and
+// dO·Vᵀ, depth D) of bfloat16 inputs use the level's bf16 pair kernels where it has
+// them (AVX512_BF16: exact bf16 products, float32 sums, twice the FMA rate); their
+// packed panels then hold Dk = ceil(D/2) 32-bit units of depth instead of D floats.
 struct Geo {
   const KernelSet &ks;
   int mr, nr;
   int64_t Br, Bc, ldS;
   bool avx512;
-  Geo() : ks(mm::active_kernels()) {
+  int64_t Dk;       // depth units of the score products' panels
+  TileFn sc_tile;   // their tile kernel
+  PackFn sc_pack;   // and packing
+  Geo(const AttentionParams &p, bool forward) : ks(mm::active_kernels()) {
     mr = ks.mr;
     nr = ks.nr;
     Br = round_up(kBr, mr);
-    Bc = round_up(kBc, nr);
+    Bc = round_up(forward ? kBcForward : kBcBackward, nr);
     ldS = round_up(Bc, 16);
     avx512 = level() == Level::avx512;
+    const bool pairs = p.dt == L2C_BFLOAT16 && ks.tile_bf16 && ks.pack_bf16;
+    Dk = pairs ? (p.D + 1) / 2 : p.D;
+    sc_tile = pairs ? ks.tile_bf16 : ks.tile;
+    sc_pack = pairs ? ks.pack_bf16 : ks.pack;
   }
 };
 
-// C[rows x cols] (row stride ldc) = (acc ? C : 0) + A · B, with A in packed A-form
-// panels (MR rows, depth kd, panel p at A + p·MR·kd) and B in packed B-form panels
-// (NR columns, depth kd, panel q at B + q·bstride).
-void gemm_tiles(const Geo &g, int64_t kd, const float *A, int64_t rows, const float *B,
-                int64_t bstride, int64_t cols, float *C, int64_t ldc, bool acc) {
+// C[rows x cols] (row stride ldc) = (acc ? C : 0) + A · B through `tile`, with A in
+// packed A-form panels (MR rows, depth kd, panel p at A + p·MR·kd) and B in packed
+// B-form panels (NR columns, depth kd, panel q at B + q·bstride).
+void gemm_tiles(const Geo &g, TileFn tile, int64_t kd, const float *A, int64_t rows,
+                const float *B, int64_t bstride, int64_t cols, float *C, int64_t ldc, bool acc) {
   for (int64_t i = 0; i < rows; i += g.mr) {
     int m = (int)std::min<int64_t>(g.mr, rows - i);
     const float *a = A + i * kd;
     for (int64_t j = 0, q = 0; j < cols; j += g.nr, q++)
-      g.ks.tile(kd, a, B + q * bstride, C + i * ldc + j, ldc, acc, m,
-                (int)std::min<int64_t>(g.nr, cols - j));
+      tile(kd, a, B + q * bstride, C + i * ldc + j, ldc, acc, m,
+           (int)std::min<int64_t>(g.nr, cols - j));
   }
 }
 
@@ -305,9 +319,10 @@ void forward_unit(const FwdCtx &x, int64_t b, int64_t kvh, int64_t slice) {
   // Kᵀ as B panels (NR keys, depth D) and V as B panels (NR of D, depth keys).
   const char *kb = static_cast<const char *>(p.k) + (b * S * ldk + kvh * D) * es;
   const char *vb = static_cast<const char *>(p.v) + (b * S * ldk + kvh * D) * es;
-  float *KT = scratch(kKT, round_up(nkeys, g.nr) * D);
+  const int64_t Dk = g.Dk;
+  float *KT = scratch(kKT, round_up(nkeys, g.nr) * Dk);
   float *VB = scratch(kVT, round_up(D, g.nr) * nkeys);
-  g.ks.pack(kb, p.dt, ldk, 1, nkeys, D, g.nr, KT);
+  g.sc_pack(kb, p.dt, ldk, 1, nkeys, D, g.nr, KT);
   g.ks.pack(vb, p.dt, 1, ldk, D, nkeys, g.nr, VB);
   // Running max and sum per query row, then one status byte per key tile.
   float *mrun = scratch(kRow, 2 * Br + nkt);
@@ -316,7 +331,7 @@ void forward_unit(const FwdCtx &x, int64_t b, int64_t kvh, int64_t slice) {
   for (int64_t t = 0; t < nkt; t++)
     kinds[t] = tile_kind(mrow, t * Bc, std::min(Bc, nkeys - t * Bc));
 
-  float *QA = scratch(kQA, Br * D);
+  float *QA = scratch(kQA, Br * Dk);
   float *Sb = scratch(kS, Br * ldS);
   float *PA = scratch(kPack, Br * Bc);
   float *O = scratch(kAcc, Br * D);
@@ -328,7 +343,7 @@ void forward_unit(const FwdCtx &x, int64_t b, int64_t kvh, int64_t slice) {
     float *lrow = x.lse + (b * p.Hq + h) * S;
     for (int64_t qt = slice; qt < x.nqt; qt += x.slices) {
       const int64_t i0 = qt * Br, rows = std::min(Br, S - i0);
-      g.ks.pack(qb + i0 * ldq * es, p.dt, ldq, 1, rows, D, g.mr, QA);
+      g.sc_pack(qb + i0 * ldq * es, p.dt, ldq, 1, rows, D, g.mr, QA);
       std::fill(mrun, mrun + rows, kNegInf);
       std::fill(lrun, lrun + rows, 0.0f);
       std::memset(O, 0, sizeof(float) * rows * D);
@@ -337,7 +352,7 @@ void forward_unit(const FwdCtx &x, int64_t b, int64_t kvh, int64_t slice) {
         if (kinds[kt] == kEmpty) continue;
         const int64_t j0 = kt * Bc, cols = std::min(Bc, nkeys - j0);
         const int32_t *mk = kinds[kt] == kPartial ? mrow + j0 : nullptr;
-        gemm_tiles(g, D, QA, rows, KT + j0 * D, g.nr * D, cols, Sb, ldS, false);
+        gemm_tiles(g, g.sc_tile, Dk, QA, rows, KT + j0 * Dk, g.nr * Dk, cols, Sb, ldS, false);
         bool any = false;
         for (int64_t r = 0; r < rows; r++) {
           float alpha = online_row(g, Sb + r * ldS, cols, causal_lim(p.causal, i0 + r, j0, cols),
@@ -347,7 +362,7 @@ void forward_unit(const FwdCtx &x, int64_t b, int64_t kvh, int64_t slice) {
         }
         if (!any) continue;  // every row still empty: P = 0
         g.ks.pack(Sb, L2C_FLOAT32, ldS, 1, rows, cols, g.mr, PA);
-        gemm_tiles(g, cols, PA, rows, VB + j0 * g.nr, g.nr * nkeys, D, O, D, true);
+        gemm_tiles(g, g.ks.tile, cols, PA, rows, VB + j0 * g.nr, g.nr * nkeys, D, O, D, true);
       }
       for (int64_t r = 0; r < rows; r++) {
         float *o = O + r * D;
@@ -384,7 +399,8 @@ void backward_unit(const BwdCtx &x, int64_t b, int64_t kvh, int64_t slice) {
   const int32_t *mrow = p.mask ? p.mask + b * S : nullptr;
   const int64_t nloc = ceil_div(x.nkt - slice, x.slices);  // key tiles of this unit
   if (nloc <= 0) return;
-  const int64_t ktstride = round_up(Bc, g.nr) * D, kbstride = round_up(D, g.nr) * Bc,
+  const int64_t Dk = g.Dk;
+  const int64_t ktstride = round_up(Bc, g.nr) * Dk, kbstride = round_up(D, g.nr) * Bc,
                 accstride = Bc * D;
 
   // K and V of the unit's key tiles: Kᵀ, Vᵀ as B panels of NR keys (depth D) for the
@@ -406,15 +422,15 @@ void backward_unit(const BwdCtx &x, int64_t b, int64_t kvh, int64_t slice) {
     const int64_t j0 = (slice + t * x.slices) * Bc, cols = std::min(Bc, S - j0);
     kinds[t] = tile_kind(mrow, j0, cols);
     if (kinds[t] == kEmpty) continue;
-    g.ks.pack(kb + j0 * ldk * es, p.dt, ldk, 1, cols, D, g.nr, KT + t * ktstride);
-    g.ks.pack(vb + j0 * ldk * es, p.dt, ldk, 1, cols, D, g.nr, VT + t * ktstride);
+    g.sc_pack(kb + j0 * ldk * es, p.dt, ldk, 1, cols, D, g.nr, KT + t * ktstride);
+    g.sc_pack(vb + j0 * ldk * es, p.dt, ldk, 1, cols, D, g.nr, VT + t * ktstride);
     g.ks.pack(kb + j0 * ldk * es, p.dt, 1, ldk, D, cols, g.nr, KB + t * kbstride);
   }
 
   // Per query head: Q and dO as A panels (MR rows, depth D) and as B panels (NR of D,
   // depth S), Δ, and the dQ accumulator.
   const int64_t Spad = round_up(S, g.mr);
-  float *QA = scratch(kQA, Spad * D), *OA = scratch(kOA, Spad * D);
+  float *QA = scratch(kQA, Spad * Dk), *OA = scratch(kOA, Spad * Dk);
   float *QB = scratch(kQB, round_up(D, g.nr) * S), *OB = scratch(kOB, round_up(D, g.nr) * S);
   float *Sb = scratch(kS, Br * ldS), *dP = scratch(kP, Br * ldS);
   float *PK = scratch(kPack, std::max(round_up(Bc, g.mr) * Br, round_up(Br, g.mr) * Bc));
@@ -427,8 +443,8 @@ void backward_unit(const BwdCtx &x, int64_t b, int64_t kvh, int64_t slice) {
     const char *dob = static_cast<const char *>(x.dout) + qoff;
     const char *ob = static_cast<const char *>(x.out) + qoff;
     const float *lrow = x.lse + (b * p.Hq + h) * S;
-    g.ks.pack(qb, p.dt, ldq, 1, S, D, g.mr, QA);
-    g.ks.pack(dob, p.dt, ldq, 1, S, D, g.mr, OA);
+    g.sc_pack(qb, p.dt, ldq, 1, S, D, g.mr, QA);
+    g.sc_pack(dob, p.dt, ldq, 1, S, D, g.mr, OA);
     g.ks.pack(qb, p.dt, 1, ldq, D, S, g.nr, QB);
     g.ks.pack(dob, p.dt, 1, ldq, D, S, g.nr, OB);
     for (int64_t i = 0; i < S; i++) {
@@ -447,19 +463,19 @@ void backward_unit(const BwdCtx &x, int64_t b, int64_t kvh, int64_t slice) {
       float *dKt = dK + t * accstride, *dVt = dV + t * accstride;
       for (int64_t qt = p.causal ? j0 / Br : 0; qt < x.nqt; qt++) {
         const int64_t i0 = qt * Br, rows = std::min(Br, S - i0);
-        gemm_tiles(g, D, QA + i0 * D, rows, kt, g.nr * D, cols, Sb, ldS, false);
-        gemm_tiles(g, D, OA + i0 * D, rows, vt, g.nr * D, cols, dP, ldS, false);
+        gemm_tiles(g, g.sc_tile, Dk, QA + i0 * Dk, rows, kt, g.nr * Dk, cols, Sb, ldS, false);
+        gemm_tiles(g, g.sc_tile, Dk, OA + i0 * Dk, rows, vt, g.nr * Dk, cols, dP, ldS, false);
         for (int64_t r = 0; r < rows; r++)
           grad_row(g, Sb + r * ldS, dP + r * ldS, cols, causal_lim(p.causal, i0 + r, j0, cols),
                    mk, p.scale, lrow[i0 + r], delta[i0 + r]);
         // dV += Pᵀ·dO and dK += dSᵀ·Q (Pᵀ, dSᵀ as A panels of MR keys, depth rows),
         // dQ += dS·K (dS as A panels of MR rows, depth cols).
         g.ks.pack(Sb, L2C_FLOAT32, 1, ldS, cols, rows, g.mr, PK);
-        gemm_tiles(g, rows, PK, cols, OB + i0 * g.nr, g.nr * S, D, dVt, D, true);
+        gemm_tiles(g, g.ks.tile, rows, PK, cols, OB + i0 * g.nr, g.nr * S, D, dVt, D, true);
         g.ks.pack(dP, L2C_FLOAT32, 1, ldS, cols, rows, g.mr, PK);
-        gemm_tiles(g, rows, PK, cols, QB + i0 * g.nr, g.nr * S, D, dKt, D, true);
+        gemm_tiles(g, g.ks.tile, rows, PK, cols, QB + i0 * g.nr, g.nr * S, D, dKt, D, true);
         g.ks.pack(dP, L2C_FLOAT32, ldS, 1, rows, cols, g.mr, PK);
-        gemm_tiles(g, cols, PK, rows, kbp, g.nr * cols, D, dQ + i0 * D, D, true);
+        gemm_tiles(g, g.ks.tile, cols, PK, rows, kbp, g.nr * cols, D, dQ + i0 * D, D, true);
       }
     }
     if (x.slices == 1) {
@@ -483,7 +499,7 @@ void backward_unit(const BwdCtx &x, int64_t b, int64_t kvh, int64_t slice) {
 
 void attention_forward(const AttentionParams &p, void *out, float *lse) {
   if (p.B == 0 || p.S == 0 || p.Hq == 0) return;
-  Geo g;
+  Geo g(p, true);
   FwdCtx x{p, g, out, lse, p.Hq / p.Hkv, ceil_div(p.S, g.Br), ceil_div(p.S, g.Bc), 1};
   const int64_t base = p.B * p.Hkv;
   x.slices = slices_for(base, x.nqt, num_threads());
@@ -495,7 +511,7 @@ void attention_forward(const AttentionParams &p, void *out, float *lse) {
 void attention_backward(const AttentionParams &p, const void *dout, const void *out,
                         const float *lse, void *dq, void *dk, void *dv) {
   if (p.B == 0 || p.S == 0 || p.Hq == 0) return;
-  Geo g;
+  Geo g(p, false);
   BwdCtx x{p, g, dout, out, lse, dq, dk, dv, p.Hq / p.Hkv, ceil_div(p.S, g.Br),
            ceil_div(p.S, g.Bc), 1, nullptr};
   const int64_t base = p.B * p.Hkv;
