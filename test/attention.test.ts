@@ -126,6 +126,15 @@ interface Got {
   ref: Ref;
 }
 
+// The same case at several SIMD levels / thread counts shares its reference (same seed).
+const refCache = new Map<string, Ref>();
+function cachedRef(d: Dims, c: Case, dtype: DType, seed: number, make: () => Ref): Ref {
+  const key = JSON.stringify({ d, c: { ...c, mask: c.mask ? Array.from(c.mask).join('') : null }, dtype, seed });
+  let r = refCache.get(key);
+  if (!r) refCache.set(key, (r = make()));
+  return r;
+}
+
 function run(d: Dims, c: Case): Got {
   const dtype = c.dtype ?? 'float32';
   const seed = c.seed ?? d.S * 7 + d.D * 131 + d.Hq * 17 + d.Hkv;
@@ -157,7 +166,7 @@ function run(d: Dims, c: Case): Got {
     dq: dq.toArray() as Float32Array,
     dk: dk.toArray() as Float32Array,
     dv: dv.toArray() as Float32Array,
-    ref: refAttention(d, qh, kh, vh, dOh, c),
+    ref: cachedRef(d, c, dtype, seed, () => refAttention(d, qh, kh, vh, dOh, c)),
   };
   for (const t of [q, k, v, dO, mask, out, lse, dq, dk, dv]) t?.dispose();
   return got;
@@ -232,11 +241,12 @@ describe('the float64 reference', () => {
 });
 
 describe('attention vs float64 reference', () => {
+  // Every level up to the CPU's: the register tiles (and so Br, Bc) differ per level, and
+  // the softmax passes have an AVX-512 body and a portable one.
   const order: CpuIsa[] = ['generic', 'avx2', 'avx512'];
   const best = getCpuIsa();
-  const isas: CpuIsa[] = best === 'generic' ? ['generic'] : ['generic', best];
+  const isas = order.slice(0, order.indexOf(best) + 1);
   afterAll(() => setCpuIsa(best));
-  expect(order).toContain(best);
   for (const isa of isas)
     describe(isa, () => {
       beforeAll(() => setCpuIsa(isa));
@@ -248,8 +258,8 @@ describe('attention vs float64 reference', () => {
       });
       test('S = 300, D = 128, causal, one (batch, head): split work', () =>
         check({ B: 1, S: 300, Hq: 1, Hkv: 1, D: 128 }, { causal: true, qScale: 4 }));
-      test('S = 300, D = 64, peaked softmax, custom scale', () =>
-        check({ B: 2, S: 300, Hq: 1, Hkv: 1, D: 64 }, { scale: 0.5, qScale: 3 }));
+      test('S = 300, D = 40, peaked softmax, custom scale (the running max moves)', () =>
+        check({ B: 1, S: 300, Hq: 1, Hkv: 1, D: 40 }, { scale: 0.5, qScale: 3 }));
       test('GQA Hq = 4, Hkv = 2 and Hkv = 1', () => {
         check({ B: 2, S: 37, Hq: 4, Hkv: 2, D: 40 }, {});
         check({ B: 1, S: 97, Hq: 4, Hkv: 1, D: 64 }, { causal: true });
@@ -328,7 +338,7 @@ describe('16-bit storage', () => {
   for (const dtype of ['bfloat16', 'float16'] as DType[])
     test(dtype, () => {
       check({ B: 2, S: 97, Hq: 2, Hkv: 1, D: 64 }, { dtype }, tols[dtype]);
-      check({ B: 1, S: 300, Hq: 2, Hkv: 2, D: 40 }, { dtype, causal: true, mask: rangeMask(300, [[7, 300]]) }, tols[dtype]);
+      check({ B: 1, S: 160, Hq: 2, Hkv: 2, D: 40 }, { dtype, causal: true, mask: rangeMask(160, [[7, 160]]) }, tols[dtype]);
     });
 });
 

@@ -5,7 +5,7 @@
 // dQ += dS·K) run on the matmul micro-kernels (matmul_kernels.h: the level's register
 // tile on packed float32 panels; packing also widens bfloat16 / float16), so every
 // SIMD level gets its own GEMM core; the softmax passes between them have an AVX-512
-// body (exp512) and a portable one.
+// body (an exp with the exponent applied by vscalefps) and a portable one.
 //
 // Forward (FlashAttention-2): per query tile, running row max m and sum l in float32;
 // each key tile's scores become p = exp(scale·s − m'), the float32 output accumulator
@@ -26,11 +26,13 @@
 #include "attention.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <utility>
 
 #include "backend.h"
 #include "matmul_kernels.h"
@@ -124,6 +126,92 @@ void gemm_tiles(const Geo &g, TileFn tile, int64_t kd, const float *A, int64_t r
   }
 }
 
+// ---- products with an unpacked float32 A operand (P, Pᵀ, dS, dSᵀ of a tile) ----
+
+// AVX-512: a 14 x 32 register tile like the matmul level's (matmul_avx512.cc), reading
+// A in place instead of from packed panels: element (r, k) at a[r·AR + k·ak]. AR = 1
+// reads a transposed row-major tile (Pᵀ: ak = the tile's row stride); AR = the row
+// stride reads it as it is (P: ak = 1), with the row offsets as immediate
+// displacements. The 14 broadcasts per k come from L1 either way, so packing (a
+// transposing pass over the tile per product) is skipped. B is an NR = 32 packed panel.
+constexpr int kSMR = 14, kSNR = 32;
+
+template <int M, int NV, int AR>
+L2C_TARGET_AVX512 void stile(int64_t kc, const float *a, int64_t ak, const float *b, float *c,
+                             int64_t ldc, bool accumulate, int n) {
+  __m512 acc0[M], acc1[M];
+#pragma GCC unroll 14
+  for (int r = 0; r < M; r++) {
+    acc0[r] = _mm512_setzero_ps();
+    if (NV == 2) acc1[r] = _mm512_setzero_ps();
+  }
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; k++) {
+    __m512 b0 = _mm512_load_ps(b);
+    __m512 b1 = NV == 2 ? _mm512_load_ps(b + 16) : b0;
+#pragma GCC unroll 14
+    for (int r = 0; r < M; r++) {
+      __m512 av = _mm512_set1_ps(a[r * AR]);
+      acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
+      if (NV == 2) acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+    }
+    a += ak;
+    b += kSNR;
+  }
+  __mmask16 m0 = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
+  __mmask16 m1 = n >= 32 ? 0xffff : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
+  if (accumulate) {  // every load of C before any store (4K aliasing, see matmul_avx512.cc)
+#pragma GCC unroll 14
+    for (int r = 0; r < M; r++) {
+      acc0[r] = _mm512_add_ps(acc0[r], _mm512_maskz_loadu_ps(m0, c + r * ldc));
+      if (NV == 2) acc1[r] = _mm512_add_ps(acc1[r], _mm512_maskz_loadu_ps(m1, c + r * ldc + 16));
+    }
+  }
+#pragma GCC unroll 14
+  for (int r = 0; r < M; r++) {
+    _mm512_mask_storeu_ps(c + r * ldc, m0, acc0[r]);
+    if (NV == 2) _mm512_mask_storeu_ps(c + r * ldc + 16, m1, acc1[r]);
+  }
+}
+
+using STileFn = void (*)(int64_t, const float *, int64_t, const float *, float *, int64_t, bool, int);
+template <int AR, int... I>
+constexpr std::array<std::array<STileFn, 2>, sizeof...(I)> stile_table(std::integer_sequence<int, I...>) {
+  return {{{stile<I + 1, 1, AR>, stile<I + 1, 2, AR>}...}};
+}
+template <int AR>
+struct STiles {
+  static constexpr auto table = stile_table<AR>(std::make_integer_sequence<int, kSMR>());
+};
+
+template <int AR>
+void gemm_strided(const float *A, int64_t ak, int64_t rows, int64_t kd, const float *B,
+                  int64_t bstride, int64_t cols, float *C, int64_t ldc, bool acc) {
+  for (int64_t i = 0; i < rows; i += kSMR) {
+    const int m = (int)std::min<int64_t>(kSMR, rows - i);
+    const float *a = A + i * AR;
+    for (int64_t j = 0, q = 0; j < cols; j += kSNR, q++) {
+      const int n = (int)std::min<int64_t>(kSNR, cols - j);
+      STiles<AR>::table[m - 1][n > 16](kd, a, ak, B + q * bstride, C + i * ldc + j, ldc, acc, n);
+    }
+  }
+}
+
+// C[rows x cols] (+)= A · B for A (rows x kd, float32) at A[r·ar + k·ak] (ar or ak is
+// 1) and B in packed B-form panels: in place on AVX-512 for the strides the tiles use,
+// else packed into `pack` (room for round_up(rows, MR)·kd floats) for the level's tile.
+void gemm_unpacked(const Geo &g, const float *A, int64_t ar, int64_t ak, int64_t rows, int64_t kd,
+                   const float *B, int64_t bstride, int64_t cols, float *C, int64_t ldc,
+                   bool acc, float *pack) {
+  if (g.avx512 && g.nr == kSNR) {
+    if (ar == 1) return gemm_strided<1>(A, ak, rows, kd, B, bstride, cols, C, ldc, acc);
+    if (ak == 1 && ar == 128) return gemm_strided<128>(A, 1, rows, kd, B, bstride, cols, C, ldc, acc);
+    if (ak == 1 && ar == 256) return gemm_strided<256>(A, 1, rows, kd, B, bstride, cols, C, ldc, acc);
+  }
+  g.ks.pack(A, L2C_FLOAT32, ar, ak, rows, kd, g.mr, pack);
+  gemm_tiles(g, g.ks.tile, kd, pack, rows, B, bstride, cols, C, ldc, acc);
+}
+
 // Key tile status under the padding mask.
 enum TileKind : uint8_t { kFull, kPartial, kEmpty };
 
@@ -150,19 +238,39 @@ L2C_TARGET_AVX512 inline __mmask16 ok_lanes(int64_t c, int64_t lim, const int32_
   return ok;
 }
 
+// exp(x) for the softmax's arguments: simd.h's exp512 polynomial (Cephes, ~2 ulp) with
+// the exponent applied by vscalefps and no special-case blends: x is clamped to
+// [-87.34, 88.72] (a NaN passes through), so a hugely negative x gives ~1.2e-38, never 0
+// and never a denormal: callers zero the lanes that must be exactly 0 (masked keys).
+L2C_TARGET_AVX512 inline __m512 softmax_exp(__m512 x) {
+  x = _mm512_min_ps(_mm512_set1_ps(88.7228391f), _mm512_max_ps(_mm512_set1_ps(-87.3365479f), x));
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
 // One row of a forward score tile (n columns, attendable: c < lim and mk[c] != 0):
 // x = scale·s (−inf where not attendable), m' = max(m, max x), p = exp(x − m') written
-// over s, l = l·exp(m − m') + Σ p, m = m'. Returns the factor exp(m − m') for the
-// output accumulator (a row still empty stays p = 0, l = 0, factor 1).
+// over s (0 where not attendable), l = l·exp(m − m') + Σ p, m = m'. Returns the factor
+// exp(m − m') for the output accumulator (a row still empty keeps p = 0, l = 0 and
+// gets factor 1).
 L2C_TARGET_AVX512 float online_row_avx512(float *s, int64_t n, int64_t lim, const int32_t *mk,
                                           float scale, float &m, float &l) {
   const __m512 vscale = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(kNegInf);
+  lim = std::min(lim, n);
   __m512 vmax = ninf;
   for (int64_t c = 0; c < n; c += 16) {
-    __mmask16 ld = lanes(n - c), ok = ok_lanes(c, std::min(lim, n), mk);
-    __m512 x = _mm512_mask_mul_ps(ninf, ok, _mm512_maskz_loadu_ps(ok, s + c), vscale);
-    _mm512_mask_storeu_ps(s + c, ld, x);
-    vmax = _mm512_max_ps(vmax, x);
+    __mmask16 ok = ok_lanes(c, lim, mk);
+    vmax = _mm512_max_ps(vmax, _mm512_mask_mul_ps(ninf, ok, _mm512_maskz_loadu_ps(ok, s + c), vscale));
   }
   float mnew = std::max(m, _mm512_reduce_max_ps(vmax));
   if (mnew == kNegInf) {
@@ -172,10 +280,10 @@ L2C_TARGET_AVX512 float online_row_avx512(float *s, int64_t n, int64_t lim, cons
   const __m512 vm = _mm512_set1_ps(mnew);
   __m512 vsum = _mm512_setzero_ps();
   for (int64_t c = 0; c < n; c += 16) {
-    __mmask16 ld = lanes(n - c);
-    __m512 p = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(ld, s + c), vm));
-    p = _mm512_maskz_mov_ps(ld, p);
-    _mm512_mask_storeu_ps(s + c, ld, p);
+    __mmask16 ok = ok_lanes(c, lim, mk);
+    __m512 x = _mm512_fmsub_ps(_mm512_maskz_loadu_ps(ok, s + c), vscale, vm);
+    __m512 p = _mm512_maskz_mov_ps(ok, softmax_exp(x));
+    _mm512_mask_storeu_ps(s + c, lanes(n - c), p);
     vsum = _mm512_add_ps(vsum, p);
   }
   float alpha = std::exp(m - mnew);  // m = -inf: 0
@@ -193,7 +301,8 @@ L2C_TARGET_AVX512 void grad_row_avx512(float *s, float *dp, int64_t n, int64_t l
   const int64_t lm = lse == kNegInf ? 0 : std::min(lim, n);
   for (int64_t c = 0; c < n; c += 16) {
     __mmask16 ld = lanes(n - c), ok = ok_lanes(c, lm, mk);
-    __m512 p = _mm512_maskz_mov_ps(ok, exp512(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(ok, s + c), vscale, vlse)));
+    __m512 x = _mm512_fmsub_ps(_mm512_maskz_loadu_ps(ok, s + c), vscale, vlse);
+    __m512 p = _mm512_maskz_mov_ps(ok, softmax_exp(x));
     __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(ok, dp + c), vdelta);
     _mm512_mask_storeu_ps(s + c, ld, p);
     _mm512_mask_storeu_ps(dp + c, ld, _mm512_mul_ps(_mm512_mul_ps(p, vscale), d));
@@ -361,8 +470,7 @@ void forward_unit(const FwdCtx &x, int64_t b, int64_t kvh, int64_t slice) {
           any = any || lrun[r] > 0;
         }
         if (!any) continue;  // every row still empty: P = 0
-        g.ks.pack(Sb, L2C_FLOAT32, ldS, 1, rows, cols, g.mr, PA);
-        gemm_tiles(g, g.ks.tile, cols, PA, rows, VB + j0 * g.nr, g.nr * nkeys, D, O, D, true);
+        gemm_unpacked(g, Sb, ldS, 1, rows, cols, VB + j0 * g.nr, g.nr * nkeys, D, O, D, true, PA);
       }
       for (int64_t r = 0; r < rows; r++) {
         float *o = O + r * D;
@@ -470,12 +578,9 @@ void backward_unit(const BwdCtx &x, int64_t b, int64_t kvh, int64_t slice) {
                    mk, p.scale, lrow[i0 + r], delta[i0 + r]);
         // dV += Pᵀ·dO and dK += dSᵀ·Q (Pᵀ, dSᵀ as A panels of MR keys, depth rows),
         // dQ += dS·K (dS as A panels of MR rows, depth cols).
-        g.ks.pack(Sb, L2C_FLOAT32, 1, ldS, cols, rows, g.mr, PK);
-        gemm_tiles(g, g.ks.tile, rows, PK, cols, OB + i0 * g.nr, g.nr * S, D, dVt, D, true);
-        g.ks.pack(dP, L2C_FLOAT32, 1, ldS, cols, rows, g.mr, PK);
-        gemm_tiles(g, g.ks.tile, rows, PK, cols, QB + i0 * g.nr, g.nr * S, D, dKt, D, true);
-        g.ks.pack(dP, L2C_FLOAT32, ldS, 1, rows, cols, g.mr, PK);
-        gemm_tiles(g, g.ks.tile, cols, PK, rows, kbp, g.nr * cols, D, dQ + i0 * D, D, true);
+        gemm_unpacked(g, Sb, 1, ldS, cols, rows, OB + i0 * g.nr, g.nr * S, D, dVt, D, true, PK);
+        gemm_unpacked(g, dP, 1, ldS, cols, rows, QB + i0 * g.nr, g.nr * S, D, dKt, D, true, PK);
+        gemm_unpacked(g, dP, ldS, 1, rows, cols, kbp, g.nr * cols, D, dQ + i0 * D, D, true, PK);
       }
     }
     if (x.slices == 1) {
