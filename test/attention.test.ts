@@ -274,6 +274,8 @@ describe('attention vs float64 reference', () => {
       test('odd head dims and every key tile masked but one', () => {
         check({ B: 1, S: 300, Hq: 2, Hkv: 2, D: 13 }, { mask: rangeMask(300, [[250, 260]]) });
         check({ B: 2, S: 37, Hq: 1, Hkv: 1, D: 256 }, { causal: true });
+        check({ B: 2, S: 37, Hq: 1, Hkv: 1, D: 1 }, { causal: true });
+        check({ B: 1, S: 37, Hq: 1, Hkv: 1, D: 1 }, { dtype: 'bfloat16' }, 6e-3);
       });
       // bfloat16 takes the bf16 pair kernels for Q·Kᵀ and dO·Vᵀ where the level has them
       // (an odd D leaves a half-filled last pair); float16 is widened while packing.

@@ -2,10 +2,12 @@
 //
 // Nothing of size [S,S] exists: both directions walk tiles of Br query rows x Bc key
 // columns. The products (S = Q·Kᵀ, P·V, dP = dO·Vᵀ, dV += Pᵀ·dO, dK += dSᵀ·Q,
-// dQ += dS·K) run on the matmul micro-kernels (matmul_kernels.h: the level's register
-// tile on packed float32 panels; packing also widens bfloat16 / float16), so every
-// SIMD level gets its own GEMM core; the softmax passes between them have an AVX-512
-// body (an exp with the exponent applied by vscalefps) and a portable one.
+// dQ += dS·K) run on register tiles over packed panels: the matmul level's own tile
+// (matmul_kernels.h; packing also widens bfloat16 / float16) where an operand is an
+// input packed once per unit, and on AVX-512 a twin tile here that reads the tile's
+// P / dS in place, transposed or not (no packing pass per tile). The softmax passes
+// between them have an AVX-512 body (an exp applying its exponent with vscalefps) and
+// a portable one.
 //
 // Forward (FlashAttention-2): per query tile, running row max m and sum l in float32;
 // each key tile's scores become p = exp(scale·s − m'), the float32 output accumulator
@@ -19,6 +21,10 @@
 // (batch, kv head) it also owns those heads' dQ; with several (too few (batch, kv head)
 // pairs for the threads), each unit adds into a private float32 dQ partial, summed
 // afterwards: O(units · S · D) memory, never O(S²).
+//
+// Key tiles that the padding mask empties are skipped, and (causal) so are tiles
+// wholly above the diagonal.
+
 // GCC 12's AVX-512 headers seed "undefined" vectors with `__Y = __Y`, which
 // -W(maybe-)uninitialized reports once inlined (GCC bug 105593, fixed in GCC 13).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -240,8 +246,9 @@ L2C_TARGET_AVX512 inline __mmask16 ok_lanes(int64_t c, int64_t lim, const int32_
 
 // exp(x) for the softmax's arguments: simd.h's exp512 polynomial (Cephes, ~2 ulp) with
 // the exponent applied by vscalefps and no special-case blends: x is clamped to
-// [-87.34, 88.72] (a NaN passes through), so a hugely negative x gives ~1.2e-38, never 0
-// and never a denormal: callers zero the lanes that must be exactly 0 (masked keys).
+// [-87.34, 88.72] (a NaN passes through), so a hugely negative x gives about FLT_MIN
+// (1.2e-38) rather than 0 or a denormal: callers zero the lanes that must be exactly 0
+// (keys that may not be attended).
 L2C_TARGET_AVX512 inline __m512 softmax_exp(__m512 x) {
   x = _mm512_min_ps(_mm512_set1_ps(88.7228391f), _mm512_max_ps(_mm512_set1_ps(-87.3365479f), x));
   __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
@@ -576,8 +583,8 @@ void backward_unit(const BwdCtx &x, int64_t b, int64_t kvh, int64_t slice) {
         for (int64_t r = 0; r < rows; r++)
           grad_row(g, Sb + r * ldS, dP + r * ldS, cols, causal_lim(p.causal, i0 + r, j0, cols),
                    mk, p.scale, lrow[i0 + r], delta[i0 + r]);
-        // dV += Pᵀ·dO and dK += dSᵀ·Q (Pᵀ, dSᵀ as A panels of MR keys, depth rows),
-        // dQ += dS·K (dS as A panels of MR rows, depth cols).
+        // dV += Pᵀ·dO and dK += dSᵀ·Q (A: the tile read transposed, keys by query rows),
+        // dQ += dS·K (A: dS as it is, query rows by keys).
         gemm_unpacked(g, Sb, 1, ldS, cols, rows, OB + i0 * g.nr, g.nr * S, D, dVt, D, true, PK);
         gemm_unpacked(g, dP, 1, ldS, cols, rows, QB + i0 * g.nr, g.nr * S, D, dKt, D, true, PK);
         gemm_unpacked(g, dP, ldS, 1, rows, cols, kbp, g.nr * cols, D, dQ + i0 * D, D, true, PK);
