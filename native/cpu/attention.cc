@@ -100,6 +100,7 @@ struct Geo {
   const KernelSet &ks;
   int mr, nr;
   int64_t Br, Bc, ldS;
+  Level level;
   bool avx512;
   int64_t Dk;       // depth units of the score products' panels
   TileFn sc_tile;   // their tile kernel
@@ -110,7 +111,8 @@ struct Geo {
     Br = round_up(kBr, mr);
     Bc = round_up(forward ? kBcForward : kBcBackward, nr);
     ldS = round_up(Bc, 16);
-    avx512 = level() == Level::avx512;
+    level = cpu::level();
+    avx512 = level == Level::avx512;
     const bool pairs = p.dt == L2C_BFLOAT16 && ks.tile_bf16 && ks.pack_bf16;
     Dk = pairs ? (p.D + 1) / 2 : p.D;
     sc_tile = pairs ? ks.tile_bf16 : ks.tile;
@@ -333,6 +335,99 @@ L2C_TARGET_AVX512 float dot_avx512(const float *a, const float *b, int64_t n) {
   return _mm512_reduce_add_ps(acc);
 }
 
+// ---- row passes: AVX2 bodies (same contracts, 8 lanes) ----
+
+// All-ones lanes for i < n (n clamped to [0, 8]), as an integer mask.
+L2C_TARGET_AVX2 inline __m256i lanes8(int64_t n) {
+  const int k = (int)std::max<int64_t>(0, std::min<int64_t>(8, n));
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+L2C_TARGET_AVX2 inline __m256i ok_lanes8(int64_t c, int64_t lim, const int32_t *mk) {
+  __m256i ok = lanes8(lim - c);
+  if (mk && lim > c) {
+    __m256i mv = _mm256_maskload_epi32(mk + c, ok);
+    ok = _mm256_andnot_si256(_mm256_cmpeq_epi32(mv, _mm256_setzero_si256()), ok);
+  }
+  return ok;
+}
+
+L2C_TARGET_AVX2 inline float hmax256(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+L2C_TARGET_AVX2 inline float hsum256(__m256 v) {
+  __m128 m = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_add_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+L2C_TARGET_AVX2 float online_row_avx2(float *s, int64_t n, int64_t lim, const int32_t *mk,
+                                      float scale, float &m, float &l) {
+  const __m256 vscale = _mm256_set1_ps(scale), ninf = _mm256_set1_ps(kNegInf);
+  lim = std::min(lim, n);
+  __m256 vmax = ninf;
+  for (int64_t c = 0; c < n; c += 8) {
+    __m256i ok = ok_lanes8(c, lim, mk);
+    __m256 x = _mm256_mul_ps(_mm256_maskload_ps(s + c, ok), vscale);
+    vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(ninf, x, _mm256_castsi256_ps(ok)));
+  }
+  float mnew = std::max(m, hmax256(vmax));
+  if (mnew == kNegInf) {
+    std::fill(s, s + n, 0.0f);
+    return 1.0f;
+  }
+  const __m256 vm = _mm256_set1_ps(mnew);
+  __m256 vsum = _mm256_setzero_ps();
+  for (int64_t c = 0; c < n; c += 8) {
+    __m256i ok = ok_lanes8(c, lim, mk);
+    __m256 x = _mm256_fmsub_ps(_mm256_maskload_ps(s + c, ok), vscale, vm);
+    __m256 p = _mm256_and_ps(exp256(x), _mm256_castsi256_ps(ok));
+    _mm256_maskstore_ps(s + c, lanes8(n - c), p);
+    vsum = _mm256_add_ps(vsum, p);
+  }
+  float alpha = std::exp(m - mnew);
+  l = l * alpha + hsum256(vsum);
+  m = mnew;
+  return alpha;
+}
+
+L2C_TARGET_AVX2 void grad_row_avx2(float *s, float *dp, int64_t n, int64_t lim,
+                                   const int32_t *mk, float scale, float lse, float delta) {
+  const __m256 vscale = _mm256_set1_ps(scale), vlse = _mm256_set1_ps(lse),
+               vdelta = _mm256_set1_ps(delta);
+  const int64_t lm = lse == kNegInf ? 0 : std::min(lim, n);
+  for (int64_t c = 0; c < n; c += 8) {
+    __m256i ld = lanes8(n - c), ok = ok_lanes8(c, lm, mk);
+    __m256 okf = _mm256_castsi256_ps(ok);
+    __m256 x = _mm256_fmsub_ps(_mm256_maskload_ps(s + c, ok), vscale, vlse);
+    __m256 p = _mm256_and_ps(exp256(x), okf);
+    __m256 d = _mm256_sub_ps(_mm256_maskload_ps(dp + c, ok), vdelta);
+    _mm256_maskstore_ps(s + c, ld, p);
+    _mm256_maskstore_ps(dp + c, ld, _mm256_mul_ps(_mm256_mul_ps(p, vscale), d));
+  }
+}
+
+L2C_TARGET_AVX2 void scale_row_avx2(float *x, int64_t n, float a) {
+  const __m256 va = _mm256_set1_ps(a);
+  int64_t c = 0;
+  for (; c + 8 <= n; c += 8) _mm256_storeu_ps(x + c, _mm256_mul_ps(_mm256_loadu_ps(x + c), va));
+  for (; c < n; c++) x[c] *= a;
+}
+
+L2C_TARGET_AVX2 float dot_avx2(const float *a, const float *b, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t c = 0;
+  for (; c + 8 <= n; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + c), _mm256_loadu_ps(b + c), acc);
+  float sum = hsum256(acc);
+  for (; c < n; c++) sum += a[c] * b[c];
+  return sum;
+}
+
 // ---- row passes: portable bodies (same contracts) ----
 
 inline bool attendable(int64_t c, int64_t lim, const int32_t *mk) {
@@ -375,26 +470,41 @@ void grad_row_scalar(float *s, float *dp, int64_t n, int64_t lim, const int32_t 
 
 float online_row(const Geo &g, float *s, int64_t n, int64_t lim, const int32_t *mk, float scale,
                  float &m, float &l) {
-  return g.avx512 ? online_row_avx512(s, n, lim, mk, scale, m, l)
-                  : online_row_scalar(s, n, lim, mk, scale, m, l);
+  switch (g.level) {
+    case Level::avx512: return online_row_avx512(s, n, lim, mk, scale, m, l);
+    case Level::avx2: return online_row_avx2(s, n, lim, mk, scale, m, l);
+    default: return online_row_scalar(s, n, lim, mk, scale, m, l);
+  }
 }
 
 void grad_row(const Geo &g, float *s, float *dp, int64_t n, int64_t lim, const int32_t *mk,
               float scale, float lse, float delta) {
-  if (g.avx512) grad_row_avx512(s, dp, n, lim, mk, scale, lse, delta);
-  else grad_row_scalar(s, dp, n, lim, mk, scale, lse, delta);
+  switch (g.level) {
+    case Level::avx512: return grad_row_avx512(s, dp, n, lim, mk, scale, lse, delta);
+    case Level::avx2: return grad_row_avx2(s, dp, n, lim, mk, scale, lse, delta);
+    default: return grad_row_scalar(s, dp, n, lim, mk, scale, lse, delta);
+  }
 }
 
 void scale_row(const Geo &g, float *x, int64_t n, float a) {
-  if (g.avx512) return scale_row_avx512(x, n, a);
-  for (int64_t c = 0; c < n; c++) x[c] *= a;
+  switch (g.level) {
+    case Level::avx512: return scale_row_avx512(x, n, a);
+    case Level::avx2: return scale_row_avx2(x, n, a);
+    default:
+      for (int64_t c = 0; c < n; c++) x[c] *= a;
+  }
 }
 
 float dot(const Geo &g, const float *a, const float *b, int64_t n) {
-  if (g.avx512) return dot_avx512(a, b, n);
-  float s = 0;
-  for (int64_t c = 0; c < n; c++) s += a[c] * b[c];
-  return s;
+  switch (g.level) {
+    case Level::avx512: return dot_avx512(a, b, n);
+    case Level::avx2: return dot_avx2(a, b, n);
+    default: {
+      float s = 0;
+      for (int64_t c = 0; c < n; c++) s += a[c] * b[c];
+      return s;
+    }
+  }
 }
 
 // Columns of row i (query index) attendable under causality in a key tile from j0.
