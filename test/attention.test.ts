@@ -6,7 +6,7 @@
 import { ops, tensor, zeros, Tensor, DType, getCpuIsa, setCpuIsa, CpuIsa, getNumThreads, setNumThreads } from '../src';
 import { native } from '../src/binding';
 import { setPoisonOutputs } from '../src/tensor';
-import { expectClose, expectCode, finiteDiff, hostRandom, relErr } from './helpers';
+import { describeGpu, expectClose, expectCode, finiteDiff, hostRandom, relErr } from './helpers';
 
 interface Dims {
   B: number;
@@ -418,6 +418,18 @@ describe('attention argument errors', () => {
       z([2, 5, 4, 8]), z([2, 5, 2, 8]), z([2, 5, 2, 9]), false, 0.5), 'SHAPE_MISMATCH', /dv/);
     out.dispose();
     lse.dispose();
+  });
+});
+
+describeGpu('CUDA tensors', () => {
+  test('DEVICE_UNAVAILABLE (CPU kernels only in this version), also past TypeScript', () => {
+    const q = zeros([1, 4, 2, 8], { device: 'cuda' }), k = zeros([1, 4, 1, 8], { device: 'cuda' });
+    expectCode(() => ops.attention(q, k, k), 'DEVICE_UNAVAILABLE', /to\('cpu'\)/);
+    const out = zeros([1, 4, 2, 8], { device: 'cuda' }), lse = zeros([1, 2, 4], { device: 'cuda' });
+    const n = native as unknown as { attentionForward(...a: unknown[]): void };
+    expectCode(() => n.attentionForward(q.nat(), k.nat(), k.nat(), null, out.nat(), lse.nat(), false, 0.5), 'DEVICE_UNAVAILABLE', /attention_forward/);
+    expectCode(() => ops.attention(q.to('cpu'), k, k.to('cpu')), 'DEVICE_MISMATCH');
+    for (const t of [q, k, out, lse]) t.dispose();
   });
 });
 
