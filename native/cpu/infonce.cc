@@ -48,35 +48,48 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-// A 64-byte aligned float buffer (B panels are read with aligned loads).
-class Buf {
+// Per-thread scratch: a 64-byte aligned float buffer (B panels are read with aligned
+// loads) that only grows and is reused across calls, so tiles cost no page faults after
+// the first call. Zeroed when it grows: no uninitialised lane ever reaches a tile.
+class Scratch {
  public:
-  Buf() = default;
-  explicit Buf(int64_t floats) { grow(floats); }
-  ~Buf() { std::free(p_); }
-  Buf(const Buf &) = delete;
-  Buf &operator=(const Buf &) = delete;
-  // At least `floats` floats; grows only (per-thread scratch is reused across calls, so
-  // large losses do not pay page faults on every call). Contents are not kept.
+  ~Scratch() { std::free(p_); }
   float *grow(int64_t floats) {
     if (floats > cap_) {
       std::free(p_);
       cap_ = 0;
       p_ = static_cast<float *>(std::aligned_alloc(64, (size_t)round_up(floats * 4, 64)));
       if (!p_) fail(L2C_OUT_OF_MEMORY, "infonce: cannot allocate a work buffer");
-      std::memset(p_, 0, (size_t)floats * 4);  // no uninitialised lanes ever reach a tile
+      std::memset(p_, 0, (size_t)floats * 4);
       cap_ = floats;
     }
     return p_;
   }
-  float *get() const { return p_; }
 
  private:
   float *p_ = nullptr;
   int64_t cap_ = 0;
 };
+
+// A per-call work buffer from the CPU allocator (64-byte aligned; large blocks come from
+// its cache, so repeated calls do not fault fresh pages, and the workspace shows in
+// memoryStats). Not initialised.
+class Work {
+ public:
+  explicit Work(int64_t floats)
+      : p_(floats > 0 ? static_cast<float *>(cpu::alloc((size_t)floats * 4)) : nullptr) {}
+  ~Work() {
+    if (p_) cpu::free(p_);
+  }
+  Work(const Work &) = delete;
+  Work &operator=(const Work &) = delete;
+  float *get() const { return p_; }
+
+ private:
+  float *p_;
+};
 // Per-thread tiles: packed b blocks, the logits strip, G panels.
-thread_local Buf tl_bpack, tl_btpack, tl_strip, tl_ga, tl_gt;
+thread_local Scratch tl_bpack, tl_btpack, tl_strip, tl_ga, tl_gt;
 
 struct Blocking {
   int64_t kc;  // depth chunk of the logits (d cut into equal chunks of at most ks.kc)
@@ -91,10 +104,10 @@ struct Blocking {
 //   floats) stay in the 1 MB L2 of the AVX-512 machine; at most 256 columns. Column
 //   blocks come in a multiple of the task count where M allows, for equal shares.
 // kk: 252 (AVX-512; 256 rounded to MR): the G^T panel (kk x MR floats, 14 KB) in L1.
-// mb: a wave's packed rows of a (forward: mb x d floats, <= 8 MB; backward: two packings
-//   plus one da partial per task, (2 + T) x mb x d floats, <= 16 MB), at most 2048 rows,
-//   then evened out over the waves. Each task repacks its b blocks once per wave: at
-//   d = 512 that costs ~2% of the wave at mb ~ 2000.
+// mb: a wave's packed rows of a (forward: mb x d floats, <= 8 MB, at most 4096 rows;
+//   backward: two packings plus one da partial per task, (2 + T) x mb x d floats,
+//   <= 16 MB, at most 2048 rows), then evened out over the waves. Each task repacks its
+//   b blocks once per wave: at d = 512 that costs ~2% of the backward's wave at mb ~ 2000.
 Blocking plan(const KernelSet &ks, int64_t N, int64_t M, int64_t d, bool backward, int64_t T) {
   Blocking bl;
   const int64_t d1 = std::max<int64_t>(d, 1);
@@ -105,7 +118,7 @@ Blocking plan(const KernelSet &ks, int64_t N, int64_t M, int64_t d, bool backwar
   bl.nb = std::max<int64_t>(ks.nr, round_up(ceil_div(std::max<int64_t>(M, 1), blocks), ks.nr));
   bl.kk = std::max<int64_t>(ks.mr, std::min<int64_t>(256, ks.kc) / ks.mr * ks.mr);
   int64_t budget = backward ? (int64_t(4) << 20) / ((2 + T) * d1) : (int64_t(2) << 20) / d1;
-  int64_t mbmax = std::min<int64_t>(2048, std::max(bl.kk, budget));
+  int64_t mbmax = std::min<int64_t>(backward ? 2048 : 4096, std::max(bl.kk, budget));
   // LLM2CLIP_INFONCE_WAVE_ROWS caps the rows per wave (tests use it to cross waves at
   // small sizes; also a tuning knob).
   if (const char *env = std::getenv("LLM2CLIP_INFONCE_WAVE_ROWS")) {
@@ -168,6 +181,28 @@ void fwd_epilogue_generic(float *S, int64_t ld, int m, int64_t n, float s, float
   }
 }
 
+// exp(x) for the epilogues, whose arguments are x - (a running maximum) or L - lse, so at
+// most ~0 (overflow needs no care beyond a clamp): simd.h's exp512 polynomial (Cephes,
+// ~2 ulp) with 2^n applied by vscalefps, which is exact, flushes x < ~-103 to 0 and keeps
+// NaN, in ~13 instructions instead of ~28 (the two-factor 2^n and the blends of exp512).
+// The epilogue was ~30% of the forward's tile time at d = 256 with exp512.
+L2C_TARGET_AVX512 inline __m512 exp_epi512(__m512 x) {
+  // max(c, x) keeps a NaN x (vmaxps returns its second operand when either is NaN).
+  x = _mm512_max_ps(_mm512_set1_ps(-104.0f), _mm512_min_ps(x, _mm512_set1_ps(88.7f)));
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
 L2C_TARGET_AVX512 inline __mmask16 tail_mask(int64_t left) {
   return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
 }
@@ -189,7 +224,7 @@ L2C_TARGET_AVX512 void fwd_epilogue_avx512(float *S, int64_t ld, int m, int64_t 
     __m512 acc = _mm512_setzero_ps();
     for (int64_t j = 0; j < n; j += 16) {
       __mmask16 k = tail_mask(n - j);
-      __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), vm));
+      __m512 e = exp_epi512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), vm));
       acc = _mm512_mask_add_ps(acc, k, acc, e);
     }
     rowl[r] = rowl[r] * std::exp(rowm[r] - mn) + _mm512_reduce_add_ps(acc);
@@ -202,10 +237,10 @@ L2C_TARGET_AVX512 void fwd_epilogue_avx512(float *S, int64_t ld, int m, int64_t 
     for (int r = 0; r < m; r++) cm = _mm512_max_ps(cm, _mm512_maskz_loadu_ps(k, S + r * ld + j));
     __m512 old = _mm512_mask_loadu_ps(ninf, k, colm + j);
     __m512 mn = _mm512_max_ps(old, cm);
-    // old = -inf (first block): exp512(-inf) = 0, and the sum starts at 0.
-    __m512 sum = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, coll + j), exp512(_mm512_sub_ps(old, mn)));
+    // old = -inf (first block): exp_epi512(-inf) = 0, and the sum starts at 0.
+    __m512 sum = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, coll + j), exp_epi512(_mm512_sub_ps(old, mn)));
     for (int r = 0; r < m; r++)
-      sum = _mm512_add_ps(sum, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, S + r * ld + j), mn)));
+      sum = _mm512_add_ps(sum, exp_epi512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, S + r * ld + j), mn)));
     _mm512_mask_storeu_ps(colm + j, k, mn);
     _mm512_mask_storeu_ps(coll + j, k, sum);
   }
@@ -244,8 +279,8 @@ L2C_TARGET_AVX512 double bwd_pass_avx512(float *S, int64_t ld, int m, int64_t n,
     for (int64_t j = 0; j < n; j += 16) {
       __mmask16 k = tail_mask(n - j);
       __m512 x = _mm512_maskz_loadu_ps(k, row + j), L = _mm512_mul_ps(x, vs);
-      __m512 p = exp512(_mm512_sub_ps(L, vr));
-      if (lc) p = _mm512_add_ps(p, exp512(_mm512_sub_ps(L, _mm512_maskz_loadu_ps(k, lc + j))));
+      __m512 p = exp_epi512(_mm512_sub_ps(L, vr));
+      if (lc) p = _mm512_add_ps(p, exp_epi512(_mm512_sub_ps(L, _mm512_maskz_loadu_ps(k, lc + j))));
       __m512 G = _mm512_mul_ps(p, vc);
       acc = _mm512_mask3_fmadd_ps(G, x, acc, k);  // lanes past n keep acc (G may be inf there)
       _mm512_mask_storeu_ps(row + j, k, _mm512_mul_ps(G, vs));
@@ -274,6 +309,22 @@ void scatter_g(const float *S, int64_t ld, int m, int64_t n, int mr, float *ga, 
       for (int64_t c = 0; c < cnt; c++) dst[c] = row[j0 + c];
     }
   }
+}
+
+// Packs rows [0, n) of a row-major [n, d] source (dtype dt) as panels of w rows, depth d
+// (A panels: w = MR), or, transposed, its d columns as panels of w columns with depth n
+// (B panels of a^T: w = NR); panels are independent, so the threads take ranges of them.
+void pack_parallel(const KernelSet &ks, const char *src, l2c_dtype dt, int64_t n, int64_t d,
+                   bool transposed, int w, float *dst) {
+  const int64_t es = fsize(dt), x = transposed ? d : n, panels = ceil_div(x, w);
+  parallel_for(panels, std::max<int64_t>(1, 65536 / (w * std::max<int64_t>(transposed ? n : d, 1))),
+               [&](int64_t p0, int64_t p1) {
+                 const int64_t x0 = p0 * w, nx = std::min(p1 * w, x) - x0;
+                 if (transposed)
+                   ks.pack(src + x0 * es, dt, 1, d, nx, n, w, dst + x0 * n);
+                 else
+                   ks.pack(src + x0 * d * es, dt, d, 1, nx, d, w, dst + x0 * d);
+               });
 }
 
 // Reads a [rows, d] float32 buffer and writes it to dst in dtype (rows split over threads).
@@ -305,12 +356,12 @@ void infonce_forward(const InfonceParams &p) {
   std::vector<float> colm(sym ? M : 0, kNegInf), coll(sym ? M : 0, 0.0f);
   std::vector<float> diag(N);  // L[i,i]
   std::vector<float> rowm(tasks * bl.mb), rowl(tasks * bl.mb);
-  Buf apack(round_up(bl.mb, mr) * std::max<int64_t>(d, 1));
+  Work apack(round_up(bl.mb, mr) * d);
   double loss_rows = 0, loss_cols = 0;
 
   for (int64_t R0 = 0; R0 < N; R0 += bl.mb) {
     const int64_t mbr = std::min(bl.mb, N - R0);
-    if (d > 0) ks.pack(A + R0 * d * es, p.dtype, d, 1, mbr, d, (int)mr, apack.get());
+    if (d > 0) pack_parallel(ks, A + R0 * d * es, p.dtype, mbr, d, false, (int)mr, apack.get());
     parallel_tasks(tasks, [&](int64_t t) {
       float *bpack = tl_bpack.grow(round_up(bl.nb, ks.nr) * std::max<int64_t>(d, 1));
       float *S = tl_strip.grow(mr * bl.ld);
@@ -383,22 +434,21 @@ void infonce_backward(const InfonceParams &p) {
 
   // db accumulates in float32 over the waves: in place for float32 output, else in a
   // float32 copy rounded once at the end.
-  Buf dbbuf(f32 ? 0 : M * d);
+  Work dbbuf(f32 ? 0 : M * d);
   float *dbacc = f32 ? static_cast<float *>(p.db) : dbbuf.get();
-  if (f32)
-    parallel_for(M, 1024, [&](int64_t r0, int64_t r1) {
+  parallel_for(M, 1024, [&](int64_t r0, int64_t r1) {
       std::memset(dbacc + r0 * d, 0, (size_t)((r1 - r0) * d * 4));
     });
-  Buf apack(round_up(bl.mb, mr) * d);   // A panels of the wave's rows, depth d
-  Buf atpack(round_up(d, nr) * bl.mb);  // B panels of the wave's rows^T: depth = rows, width d
-  Buf dapart(tasks * bl.mb * d);        // per-task da of the wave's rows
+  Work apack(round_up(bl.mb, mr) * d);   // A panels of the wave's rows, depth d
+  Work atpack(round_up(d, nr) * bl.mb);  // B panels of the wave's rows^T: depth = rows, width d
+  Work dapart(tasks * bl.mb * d);        // per-task da of the wave's rows
   std::vector<double> dsc(tasks, 0.0);
 
   for (int64_t R0 = 0; R0 < N; R0 += bl.mb) {
     const int64_t mbr = std::min(bl.mb, N - R0);
     const char *Aw = A + R0 * d * es;
-    ks.pack(Aw, p.dtype, d, 1, mbr, d, (int)mr, apack.get());
-    ks.pack(Aw, p.dtype, 1, d, d, mbr, (int)nr, atpack.get());
+    pack_parallel(ks, Aw, p.dtype, mbr, d, false, (int)mr, apack.get());
+    pack_parallel(ks, Aw, p.dtype, mbr, d, true, (int)nr, atpack.get());
     parallel_tasks(tasks, [&](int64_t t) {
       float *bpack = tl_bpack.grow(round_up(bl.nb, nr) * d);
       float *btpack = tl_btpack.grow(round_up(d, nr) * bl.nb);
