@@ -152,6 +152,7 @@ export function runInfonce(args: string[]): void {
   const rows: Record<string, string | number>[] = [];
   const raw: object[] = [];
   let torchVersion: string | null = null;
+  const load0 = os.loadavg()[0];
   for (const c of cases) {
     const ours: OursRun[] = [], base: TorchRun[] = [];
     const useTorch = c.baseline && haveTorch;
@@ -183,19 +184,22 @@ export function runInfonce(args: string[]): void {
       row.speedup = tBase / tOurs;
       row['loss rel diff'] = Math.abs(ours[0].loss - base[0].loss) / Math.abs(base[0].loss);
     } else {
-      row['torch s'] = c.baseline ? 'n/a' : `skipped (needs ${((3 * 4 * c.N * c.N) / 2 ** 30).toFixed(0)} GB)`;
+      row['torch s'] = c.baseline ? 'n/a' : `skipped (logits alone ${((4 * c.N * c.N) / 2 ** 30).toFixed(0)} GiB)`;
     }
     rows.push(row);
     raw.push({ N: c.N, M: c.N, d: c.d, ours, torch: base });
     console.log(`done: ${row.case}`);
   }
   printTable(rows);
+  const load = [load0, os.loadavg()[0]].map((x) => x.toFixed(1)).join(' -> ');
+  console.log(`load average (1 min) over the run: ${load}`);
   const m = machine();
   const file = writeResult('infonce', {
     device: 'cpu',
     loss: `symmetric InfoNCE (CLIP), float32, scale ${SCALE}, inputs randn / sqrt(d)`,
     flopFormula: '8*N*M*d (forward 2NMd + backward 6NMd)',
     timing: 'median of warm calls (after one cold call that measures memory), each side in its own child process, alternating rounds',
+    loadAverage: load,
     memory: 'ours: peak RSS (VmHWM after clear_refs) and native allocator peak above the inputs, first call; torch: ru_maxrss growth over its first step',
     baseline: haveTorch ? `PyTorch ${torchVersion ?? ''} CPU, materialised logits, torch.set_num_threads(${getNumThreads()})` : null,
     rows,
@@ -204,7 +208,8 @@ export function runInfonce(args: string[]): void {
   const md = [
     '# infonce: streaming InfoNCE / CLIP loss (CPU)',
     '',
-    `Machine: ${m.cpu}, ${m.cores} cores, ${m.threads} threads, ${m.isa}, ${m.memoryGiB} GiB; ${m.node}. ${new Date().toISOString()}.`,
+    `Machine: ${m.cpu}, ${m.cores} cores, ${m.threads} threads, ${m.isa}, ${m.memoryGiB} GiB; ${m.node}. ${new Date().toISOString()};`,
+    `1-minute load average ${load} (other jobs share the cores: ours and torch alternate, so the speedup is fair, the absolute times are not).`,
     '',
     `Symmetric loss, float32, scale ${SCALE}, forward + backward (8·N·M·d flops). Ours: ops.infoNCE + ops.infoNCEBackward,`,
     'logits never stored. Baseline: PyTorch 1.13 on the CPU (OpenBLAS), the materialised loss',

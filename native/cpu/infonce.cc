@@ -187,8 +187,10 @@ void fwd_epilogue_generic(float *S, int64_t ld, int m, int64_t n, float s, float
 // NaN, in ~13 instructions instead of ~28 (the two-factor 2^n and the blends of exp512).
 // The epilogue was ~30% of the forward's tile time at d = 256 with exp512.
 L2C_TARGET_AVX512 inline __m512 exp_epi512(__m512 x) {
-  // max(c, x) keeps a NaN x (vmaxps returns its second operand when either is NaN).
-  x = _mm512_max_ps(_mm512_set1_ps(-104.0f), _mm512_min_ps(x, _mm512_set1_ps(88.7f)));
+  // Clamps with x as the second operand keep a NaN x (vminps / vmaxps return their
+  // second operand when either is NaN). Above 88.7 (only reachable with an lse that does
+  // not belong to these logits) the result is e^88.7 instead of +inf.
+  x = _mm512_max_ps(_mm512_set1_ps(-104.0f), _mm512_min_ps(_mm512_set1_ps(88.7f), x));
   __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
