@@ -248,6 +248,61 @@ L2C_TARGET_AVX512 void fwd_epilogue_avx512(float *S, int64_t ld, int m, int64_t 
   }
 }
 
+// AVX2 (the AVX2 level's machines): simd.h's exp256; tails through maskload / maskstore
+// (masked lanes load 0 and are cleared bitwise before they reach a sum).
+L2C_TARGET_AVX2 inline __m256i tail_mask8(int64_t left) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)std::min<int64_t>(left, 8)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+L2C_TARGET_AVX2 inline float hmax256(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+L2C_TARGET_AVX2 inline float hsum256(__m256 v) {
+  __m128 m = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
+}
+
+L2C_TARGET_AVX2 void fwd_epilogue_avx2(float *S, int64_t ld, int m, int64_t n, float s,
+                                       float *rowm, float *rowl, float *colm, float *coll) {
+  const __m256 vs = _mm256_set1_ps(s), ninf = _mm256_set1_ps(kNegInf);
+  for (int r = 0; r < m; r++) {
+    float *row = S + r * ld;
+    __m256 vmax = ninf;
+    for (int64_t j = 0; j < n; j += 8) {
+      __m256i k = tail_mask8(n - j);
+      __m256 L = _mm256_mul_ps(_mm256_maskload_ps(row + j, k), vs);
+      _mm256_maskstore_ps(row + j, k, L);
+      vmax = _mm256_blendv_ps(vmax, _mm256_max_ps(vmax, L), _mm256_castsi256_ps(k));
+    }
+    float mn = std::max(rowm[r], hmax256(vmax));
+    const __m256 vm = _mm256_set1_ps(mn);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t j = 0; j < n; j += 8) {
+      __m256i k = tail_mask8(n - j);
+      __m256 e = exp256(_mm256_sub_ps(_mm256_maskload_ps(row + j, k), vm));
+      acc = _mm256_add_ps(acc, _mm256_and_ps(e, _mm256_castsi256_ps(k)));
+    }
+    rowl[r] = rowl[r] * std::exp(rowm[r] - mn) + hsum256(acc);
+    rowm[r] = mn;
+  }
+  if (!colm) return;
+  for (int64_t j = 0; j < n; j += 8) {
+    __m256i k = tail_mask8(n - j);
+    __m256 cm = ninf;
+    for (int r = 0; r < m; r++) cm = _mm256_max_ps(cm, _mm256_maskload_ps(S + r * ld + j, k));
+    __m256 old = _mm256_blendv_ps(ninf, _mm256_maskload_ps(colm + j, k), _mm256_castsi256_ps(k));
+    __m256 mn = _mm256_max_ps(old, cm);
+    __m256 sum = _mm256_mul_ps(_mm256_maskload_ps(coll + j, k), exp256(_mm256_sub_ps(old, mn)));
+    for (int r = 0; r < m; r++)
+      sum = _mm256_add_ps(sum, exp256(_mm256_sub_ps(_mm256_maskload_ps(S + r * ld + j, k), mn)));
+    _mm256_maskstore_ps(colm + j, k, mn);
+    _mm256_maskstore_ps(coll + j, k, sum);
+  }
+}
+
 // ---- backward epilogue: S (raw dot products) becomes s*G in place, G = dloss/dL without
 // the diagonal terms; returns sum G*S over the strip. ----
 
@@ -289,6 +344,27 @@ L2C_TARGET_AVX512 double bwd_pass_avx512(float *S, int64_t ld, int m, int64_t n,
     }
   }
   return _mm512_reduce_add_ps(acc);
+}
+
+L2C_TARGET_AVX2 double bwd_pass_avx2(float *S, int64_t ld, int m, int64_t n, float s,
+                                       const float *lr, const float *lc, float coef) {
+  const __m256 vs = _mm256_set1_ps(s), vc = _mm256_set1_ps(coef);
+  __m256 acc = _mm256_setzero_ps();
+  for (int r = 0; r < m; r++) {
+    float *row = S + r * ld;
+    const __m256 vr = _mm256_set1_ps(lr[r]);
+    for (int64_t j = 0; j < n; j += 8) {
+      __m256i k = tail_mask8(n - j);
+      __m256 x = _mm256_maskload_ps(row + j, k), L = _mm256_mul_ps(x, vs);
+      __m256 p = exp256(_mm256_sub_ps(L, vr));
+      if (lc) p = _mm256_add_ps(p, exp256(_mm256_sub_ps(L, _mm256_maskload_ps(lc + j, k))));
+      __m256 G = _mm256_mul_ps(p, vc);
+      // lanes past n: G may be inf and x is 0; cleared before the sum
+      acc = _mm256_add_ps(acc, _mm256_and_ps(_mm256_mul_ps(G, x), _mm256_castsi256_ps(k)));
+      _mm256_maskstore_ps(row + j, k, _mm256_mul_ps(G, vs));
+    }
+  }
+  return hsum256(acc);
 }
 
 // The strip's s*G (m x n, stride ld) as the A panel of da += G . b_blk: ga[j*MR + r]
@@ -347,7 +423,7 @@ void infonce_forward(const InfonceParams &p) {
     return;
   }
   const KernelSet &ks = mm::active_kernels();
-  const bool avx512 = level() == Level::avx512;
+  const Level lv = level();
   const int64_t T = std::max(1, num_threads());
   const Blocking bl = plan(ks, N, M, d, false, T);
   const int64_t ncb = ceil_div(M, bl.nb), tasks = std::min(T, ncb);
@@ -381,8 +457,10 @@ void infonce_forward(const InfonceParams &p) {
             int64_t jd = R0 + i + r - j0;
             if (jd >= 0 && jd < nbc) diag[R0 + i + r] = S[r * bl.ld + jd] * s;
           }
-          if (avx512)
+          if (lv == Level::avx512)
             fwd_epilogue_avx512(S, bl.ld, m, nbc, s, rm + i, rl + i, cm, cl);
+          else if (lv == Level::avx2)
+            fwd_epilogue_avx2(S, bl.ld, m, nbc, s, rm + i, rl + i, cm, cl);
           else
             fwd_epilogue_generic(S, bl.ld, m, nbc, s, rm + i, rl + i, cm, cl);
         }
@@ -422,7 +500,7 @@ void infonce_backward(const InfonceParams &p) {
     return;
   }
   const KernelSet &ks = mm::active_kernels();
-  const bool avx512 = level() == Level::avx512;
+  const Level lv = level();
   const int64_t T = std::max(1, num_threads());
   const Blocking bl = plan(ks, N, M, d, true, T);
   const int64_t ncb = ceil_div(M, bl.nb), tasks = std::min(T, ncb);
@@ -477,8 +555,9 @@ void infonce_backward(const InfonceParams &p) {
               sdiag[r] = jd[r] >= 0 && jd[r] < nbc ? S[r * bl.ld + jd[r]] : 0.0f;
             }
             const float *lr = p.lse_rows_in + R0 + i;
-            acc += avx512 ? bwd_pass_avx512(S, bl.ld, m, nbc, s, lr, lc, coef)
-                          : bwd_pass_generic(S, bl.ld, m, nbc, s, lr, lc, coef);
+            acc += lv == Level::avx512 ? bwd_pass_avx512(S, bl.ld, m, nbc, s, lr, lc, coef)
+                   : lv == Level::avx2     ? bwd_pass_avx2(S, bl.ld, m, nbc, s, lr, lc, coef)
+                                           : bwd_pass_generic(S, bl.ld, m, nbc, s, lr, lc, coef);
             for (int r = 0; r < m; r++)  // the positive: G[i,i] -= dcoef
               if (jd[r] >= 0 && jd[r] < nbc) {
                 S[r * bl.ld + jd[r]] -= dcoef * s;
