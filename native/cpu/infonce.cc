@@ -151,10 +151,12 @@ void logits_strip(const KernelSet &ks, int64_t d, int64_t kc, const float *ap, c
 }
 
 // ---- forward epilogue: S (raw dot products) becomes L = s*S in place; rows' and (when
-// colm) columns' online log-sum-exp states advance over this strip. ----
+// colm) columns' online log-sum-exp states advance over this strip. A state is (max m,
+// sum l of exp(x - m)); row sums are double (one scalar update per row and block), column
+// sums float32 vectors for one wave (a few hundred additions), merged in double after it. ----
 
 void fwd_epilogue_generic(float *S, int64_t ld, int m, int64_t n, float s, float *rowm,
-                          float *rowl, float *colm, float *coll) {
+                          double *rowl, float *colm, float *coll) {
   for (int r = 0; r < m; r++) {
     float *row = S + r * ld;
     float mx = kNegInf;
@@ -166,7 +168,7 @@ void fwd_epilogue_generic(float *S, int64_t ld, int m, int64_t n, float s, float
     float mn = std::max(rowm[r], mx);
     float sum = 0;
     for (int64_t j = 0; j < n; j++) sum += std::exp(row[j] - mn);
-    rowl[r] = rowl[r] * std::exp(rowm[r] - mn) + sum;
+    rowl[r] = rowl[r] * std::exp((double)rowm[r] - mn) + sum;
     rowm[r] = mn;
   }
   if (!colm) return;
@@ -210,7 +212,7 @@ L2C_TARGET_AVX512 inline __mmask16 tail_mask(int64_t left) {
 }
 
 L2C_TARGET_AVX512 void fwd_epilogue_avx512(float *S, int64_t ld, int m, int64_t n, float s,
-                                           float *rowm, float *rowl, float *colm, float *coll) {
+                                           float *rowm, double *rowl, float *colm, float *coll) {
   const __m512 vs = _mm512_set1_ps(s), ninf = _mm512_set1_ps(kNegInf);
   for (int r = 0; r < m; r++) {
     float *row = S + r * ld;
@@ -229,7 +231,7 @@ L2C_TARGET_AVX512 void fwd_epilogue_avx512(float *S, int64_t ld, int m, int64_t 
       __m512 e = exp_epi512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), vm));
       acc = _mm512_mask_add_ps(acc, k, acc, e);
     }
-    rowl[r] = rowl[r] * std::exp(rowm[r] - mn) + _mm512_reduce_add_ps(acc);
+    rowl[r] = rowl[r] * std::exp((double)rowm[r] - mn) + _mm512_reduce_add_ps(acc);
     rowm[r] = mn;
   }
   if (!colm) return;
@@ -266,7 +268,7 @@ L2C_TARGET_AVX2 inline float hsum256(__m256 v) {
 }
 
 L2C_TARGET_AVX2 void fwd_epilogue_avx2(float *S, int64_t ld, int m, int64_t n, float s,
-                                       float *rowm, float *rowl, float *colm, float *coll) {
+                                       float *rowm, double *rowl, float *colm, float *coll) {
   const __m256 vs = _mm256_set1_ps(s), ninf = _mm256_set1_ps(kNegInf);
   for (int r = 0; r < m; r++) {
     float *row = S + r * ld;
@@ -285,7 +287,7 @@ L2C_TARGET_AVX2 void fwd_epilogue_avx2(float *S, int64_t ld, int m, int64_t n, f
       __m256 e = exp256(_mm256_sub_ps(_mm256_maskload_ps(row + j, k), vm));
       acc = _mm256_add_ps(acc, _mm256_and_ps(e, _mm256_castsi256_ps(k)));
     }
-    rowl[r] = rowl[r] * std::exp(rowm[r] - mn) + hsum256(acc);
+    rowl[r] = rowl[r] * std::exp((double)rowm[r] - mn) + hsum256(acc);
     rowm[r] = mn;
   }
   if (!colm) return;
@@ -389,6 +391,13 @@ void scatter_g(const float *S, int64_t ld, int m, int64_t n, int mr, float *ga, 
   }
 }
 
+// A log-sum-exp state (max m, sum l) rescaled to the maximum mx >= m: l * exp(m - mx).
+// An empty state (m = -inf, l = 0) adds 0, also when mx = -inf; a NaN stays NaN (a row of
+// NaN logits keeps m = -inf, since max ignores NaN, with l = NaN).
+double merge_sum(float m, double l, float mx) {
+  return m == kNegInf && l == 0.0 ? 0.0 : l * std::exp((double)m - mx);
+}
+
 // Packs rows [0, n) of a row-major [n, d] source (dtype dt) as panels of w rows, depth d
 // (A panels: w = MR), or, transposed, its d columns as panels of w columns with depth n
 // (B panels of a^T: w = NR); panels are independent, so the threads take ranges of them.
@@ -431,9 +440,12 @@ void infonce_forward(const InfonceParams &p) {
   const char *A = static_cast<const char *>(p.a), *B = static_cast<const char *>(p.b);
   const float s = p.scale;
 
-  std::vector<float> colm(sym ? M : 0, kNegInf), coll(sym ? M : 0, 0.0f);
+  // Column states: this wave's (float32, vectorised) and the waves' so far (double sum).
+  std::vector<float> colm(sym ? M : 0), coll(sym ? M : 0), colM(sym ? M : 0, kNegInf);
+  std::vector<double> colL(sym ? M : 0, 0.0);
   std::vector<float> diag(N);  // L[i,i]
-  std::vector<float> rowm(tasks * bl.mb), rowl(tasks * bl.mb);
+  std::vector<float> rowm(tasks * bl.mb);
+  std::vector<double> rowl(tasks * bl.mb);
   Work apack(round_up(bl.mb, mr) * d);
   double loss_rows = 0, loss_cols = 0;
 
@@ -443,13 +455,18 @@ void infonce_forward(const InfonceParams &p) {
     parallel_tasks(tasks, [&](int64_t t) {
       float *bpack = tl_bpack.grow(round_up(bl.nb, ks.nr) * std::max<int64_t>(d, 1));
       float *S = tl_strip.grow(mr * bl.ld);
-      float *rm = rowm.data() + t * bl.mb, *rl = rowl.data() + t * bl.mb;
+      float *rm = rowm.data() + t * bl.mb;
+      double *rl = rowl.data() + t * bl.mb;
       std::fill(rm, rm + mbr, kNegInf);
-      std::fill(rl, rl + mbr, 0.0f);
+      std::fill(rl, rl + mbr, 0.0);
       for (int64_t cb = ncb * t / tasks; cb < ncb * (t + 1) / tasks; cb++) {
         const int64_t j0 = cb * bl.nb, nbc = std::min(bl.nb, M - j0);
         if (d > 0) ks.pack(B + j0 * d * es, p.dtype, d, 1, nbc, d, ks.nr, bpack);
         float *cm = sym ? colm.data() + j0 : nullptr, *cl = sym ? coll.data() + j0 : nullptr;
+        if (sym) {
+          std::fill(cm, cm + nbc, kNegInf);
+          std::fill(cl, cl + nbc, 0.0f);
+        }
         for (int64_t i = 0; i < mbr; i += mr) {
           const int m = (int)std::min(mr, mbr - i);
           logits_strip(ks, d, bl.kc, apack.get() + i * d, bpack, nbc, m, S, bl.ld);
@@ -464,6 +481,12 @@ void infonce_forward(const InfonceParams &p) {
           else
             fwd_epilogue_generic(S, bl.ld, m, nbc, s, rm + i, rl + i, cm, cl);
         }
+        if (sym)  // this wave's column states into the running double ones (owned columns)
+          for (int64_t j = j0; j < j0 + nbc; j++) {
+            const float mx = std::max(colM[j], colm[j]);
+            colL[j] = merge_sum(colM[j], colL[j], mx) + merge_sum(colm[j], coll[j], mx);
+            colM[j] = mx;
+          }
       }
     });
     // Merge the tasks' row states: lse = max + log(sum_t l_t * exp(m_t - max)).
@@ -471,8 +494,7 @@ void infonce_forward(const InfonceParams &p) {
       float mx = kNegInf;
       for (int64_t t = 0; t < tasks; t++) mx = std::max(mx, rowm[t * bl.mb + r]);
       double l = 0;
-      for (int64_t t = 0; t < tasks; t++)
-        l += (double)rowl[t * bl.mb + r] * std::exp((double)rowm[t * bl.mb + r] - mx);
+      for (int64_t t = 0; t < tasks; t++) l += merge_sum(rowm[t * bl.mb + r], rowl[t * bl.mb + r], mx);
       double lse = (double)mx + std::log(l);
       p.lse_rows[R0 + r] = (float)lse;
       loss_rows += lse - diag[R0 + r];
@@ -480,7 +502,7 @@ void infonce_forward(const InfonceParams &p) {
   }
   if (sym) {
     for (int64_t j = 0; j < M; j++) {
-      double lse = (double)colm[j] + std::log((double)coll[j]);
+      double lse = (double)colM[j] + std::log(colL[j]);
       p.lse_cols[j] = (float)lse;
       loss_cols += lse - diag[j];
     }
