@@ -343,6 +343,25 @@ describe('infoNCE stability and scale', () => {
   });
 });
 
+describe('infoNCE reproducibility', () => {
+  test('bit-identical results across calls (static column owners, fixed reduction order)', () => {
+    const N = 600, d = 40;
+    const a = tensor(inputs(N * d, 41), [N, d]), b = tensor(inputs(N * d, 42), [N, d]);
+    const run = () => {
+      const f = ops.infoNCE(a, b, { scale: 4, symmetric: true });
+      const g = ops.infoNCEBackward(a, b, { scale: 4, symmetric: true, lseRows: f.lseRows, lseCols: f.lseCols });
+      const out = [f.loss.item(), g.dScale.item(), ...f.lseRows.toArray(), ...f.lseCols!.toArray(), ...g.da.toArray(), ...g.db.toArray()];
+      dispose(f.loss, f.lseRows, f.lseCols, g.da, g.db, g.dScale);
+      return out;
+    };
+    withWaveRows(252, () => {
+      const first = run(), second = run();
+      expect(second.every((x, i) => Object.is(x, first[i]))).toBe(true);
+    });
+    dispose(a, b);
+  });
+});
+
 describe('infoNCE 16-bit storage', () => {
   // Inputs are rounded to the dtype before the reference sees them, so the only extra
   // error is the final rounding of da / db to the storage dtype: at most half an ulp,
