@@ -432,6 +432,10 @@ describe('16-bit storage and mixed dtypes', () => {
         check(d, { dt, adt, p: 0.3, seed: 77, tolY: TOL[dt], tolDx: TOL[dt], tolAB: TOL[adt] });
       });
   }
+  test('16-bit outputs wider than one column chunk (2048): out = 2100 forward, in = 2100 backward', () => {
+    check({ N: 3, inD: 5, out: 2100, r: 3 }, { dt: 'bfloat16', adt: 'float32', bias: true, p: 0.3, tolY: 1e-2, tolDx: 1e-2, tolAB: 1e-5 });
+    check({ N: 3, inD: 2100, out: 5, r: 3 }, { dt: 'float16', adt: 'float32', p: 0.3, tolY: 2e-3, tolDx: 2e-3, tolAB: 1e-5 });
+  });
   test('generic level, bfloat16 base with float32 adapters', () => {
     const best = getCpuIsa();
     setCpuIsa('generic');

@@ -94,7 +94,7 @@ class Buf {
 };
 
 // Per-thread buffers, reused across calls (pool threads live as long as the process).
-thread_local Buf tl_apack, tl_adrop, tl_bpack, tl_cbuf, tl_gpack, tl_emult, tl_utile,
+thread_local Buf tl_apack, tl_af32, tl_adrop, tl_bpack, tl_cbuf, tl_gpack, tl_emult, tl_utile,
     tl_mrow, tl_xd, tl_dyd, tl_tt, tl_delta;
 
 // ---- the dropout mask (dropout.h's rule) ----
@@ -241,7 +241,19 @@ struct Fused {
   char *c = nullptr;
   l2c_dtype cdt = L2C_FLOAT32;
   int64_t kcb = 0;  // the K block length (the one spack was packed with)
+  // A and main B are bfloat16 and the level has bf16 pair tiles: the main product runs
+  // on them (kcb even); S and the extra depth stay float32.
+  bool pairs = false;
 };
+
+// The K block: K cut into equal blocks of at most ks.kc, even for the pair tiles.
+int64_t k_block(const KernelSet &ks, int64_t K, bool pairs) {
+  int64_t kcb = ceil_div(K, ceil_div(K, ks.kc));
+  return pairs ? round_up(kcb, 2) : kcb;
+}
+bool use_pairs(const KernelSet &ks, l2c_dtype dt) {
+  return dt == L2C_BFLOAT16 && ks.tile_bf16 != nullptr && ks.nr <= 32 && ks.mr <= 16;
+}
 
 struct Blocking {
   int64_t mcb = 0, ncb = 0, nch = 0;
@@ -260,22 +272,45 @@ Blocking blocking(const Fused &f, int64_t rows) {
   return bl;
 }
 
+// A panel packed as bf16 pairs (pack_bf16's layout: (x, k) at uint16 [(k/2)*2w + 2x +
+// (k&1)]) -> the float32 panel layout [k*w + x], exactly (bf16 -> f32 is a shift). w <= 16.
+L2C_TARGET_AVX512 void unpair_panel(const float *src, int64_t kc, int w, float *dst) {
+  const uint32_t *s = reinterpret_cast<const uint32_t *>(src);
+  const __mmask16 m = (__mmask16)((1u << w) - 1);
+  const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
+  for (int64_t k2 = 0; 2 * k2 < kc; k2++) {
+    __m512i u = _mm512_maskz_loadu_epi32(m, s + k2 * w);
+    _mm512_mask_storeu_ps(dst + 2 * k2 * w, m, _mm512_castsi512_ps(_mm512_slli_epi32(u, 16)));
+    if (2 * k2 + 1 < kc)
+      _mm512_mask_storeu_ps(dst + (2 * k2 + 1) * w, m, _mm512_castsi512_ps(_mm512_and_si512(u, hi)));
+  }
+}
+
 // Rows [i0, i0 + mc) (mc <= bl.mcb) of C and S.
 void fused_block(const Fused &f, const Blocking &bl, int64_t i0, int64_t mc) {
   const KernelSet &ks = *f.ks;
   const int MR = ks.mr, NR = ks.nr;
   const int64_t ea = fsize(f.adt), eb = fsize(f.bdt), ec = fsize(f.cdt), r = f.r;
   const bool half = f.cdt != L2C_FLOAT32;
-  const bool epi = f.masked_epi && r > 0;
+  const bool pairs = f.pairs;
+  auto main_tile = pairs ? ks.tile_bf16 : ks.tile;
+  auto main_pack = pairs ? ks.pack_bf16 : ks.pack;
+  auto depth = [&](int64_t k) { return pairs ? (k + 1) / 2 : k; };
+  // The extra depth as its own float32 tile after the main one (masked, or beside bf16
+  // pair tiles), else concatenated to the main tiles' depth.
+  const bool sep = f.masked_epi || pairs;
+  const bool sep_epi = sep && f.E > 0;
   const int64_t np = ceil_div(mc, MR);
-  float *apack = tl_apack.get(np * MR * (f.kcb + f.E));
+  float *apack = tl_apack.get(np * MR * (depth(f.kcb) + (sep ? 0 : f.E)));
+  float *af32 = pairs && r > 0 ? tl_af32.get(np * MR * f.kcb) : nullptr;
   float *adrop = f.sdrop.on ? tl_adrop.get(np * MR * f.kcb) : nullptr;
   float *mrow = f.sdrop.on ? tl_mrow.get(f.kcb) : nullptr;
-  float *bpack = bl.ncb ? tl_bpack.get(round_up(bl.ncb, NR) * (f.kcb + f.E)) : nullptr;
+  float *bpack = bl.ncb ? tl_bpack.get(round_up(bl.ncb, NR) * (depth(f.kcb) + (sep ? 0 : f.E))) : nullptr;
   float *cbuf = half && bl.nch ? tl_cbuf.get(mc * bl.nch) : nullptr;
-  float *gpack = epi ? tl_gpack.get(np * MR * r) : nullptr;
-  float *emult = epi && bl.ncb ? tl_emult.get(MR * bl.ncb) : nullptr;
-  float *utile = epi ? tl_utile.get(MR * NR) : nullptr;
+  float *gpack = sep_epi ? tl_gpack.get(np * MR * f.E) : nullptr;
+  const bool masked = f.masked_epi && f.E > 0;
+  float *emult = masked && bl.ncb ? tl_emult.get(MR * bl.ncb) : nullptr;
+  float *utile = masked ? tl_utile.get(MR * NR) : nullptr;
 
   const int64_t nchunks = f.N == 0 ? 1 : ceil_div(f.N, bl.nch);
   for (int64_t ch = 0; ch < nchunks; ch++) {
@@ -287,19 +322,25 @@ void fused_block(const Fused &f, const Blocking &bl, int64_t i0, int64_t mc) {
     for (int64_t pc = 0; pc < f.K; pc += f.kcb) {
       const int64_t kc = std::min(f.kcb, f.K - pc);
       const bool last = pc + kc >= f.K;
-      const int64_t E = last && !f.masked_epi && nw > 0 ? f.E : 0;
-      const int64_t kd = kc + E;  // depth of this step's A and B panels
+      const int64_t E = last && !sep && nw > 0 ? f.E : 0;
+      const int64_t kd = depth(kc) + E;  // depth units of this step's A and B panels
       for (int64_t p = 0; p < np; p++)
-        ks.pack(f.a + ((i0 + p * MR) * f.K + pc) * ea, f.adt, f.K, 1,
-                std::min<int64_t>(MR, mc - p * MR), kc, MR, apack + p * MR * kd);
+        main_pack(f.a + ((i0 + p * MR) * f.K + pc) * ea, f.adt, f.K, 1,
+                  std::min<int64_t>(MR, mc - p * MR), kc, MR, apack + p * MR * kd);
 
       if (side) {
+        // The block as float32 panels (stride ad per panel), masked when dropping.
         const float *ap = apack;
         int64_t ad = kd;
-        if (f.sdrop.on) {  // the masked copy of the packed block
+        if (pairs) {
+          for (int64_t p = 0; p < np; p++) unpair_panel(apack + p * MR * kd, kc, MR, af32 + p * MR * kc);
+          ap = af32;
+          ad = kc;
+        }
+        if (f.sdrop.on) {
           for (int64_t p = 0; p < np; p++) {
             const int64_t m = std::min<int64_t>(MR, mc - p * MR);
-            const float *src = apack + p * MR * kd;
+            const float *src = ap + p * MR * ad;
             float *dst = adrop + p * MR * kc;
             for (int rr = 0; rr < MR; rr++) {
               if (rr < m) {
@@ -325,10 +366,13 @@ void fused_block(const Fused &f, const Blocking &bl, int64_t i0, int64_t mc) {
           for (int64_t i = i0 * r; i < (i0 + mc) * r; i++) f.s[i] *= f.scale;
       }
 
-      if (E > 0) {  // A's extra depth: the scaled S, then 1 for the bias
+      // A's extra depth: the scaled S, then 1 for the bias; appended to the last step's
+      // panels (E > 0), or as panels of their own (sep).
+      if (last && nw > 0 && (E > 0 || sep_epi)) {
+        const int64_t ed = f.E;
         for (int64_t p = 0; p < np; p++) {
           const int64_t m = std::min<int64_t>(MR, mc - p * MR);
-          float *dst = apack + p * MR * kd + kc * MR;
+          float *dst = E > 0 ? apack + p * MR * kd + depth(kc) * MR : gpack + p * MR * ed;
           const float *sp = f.s + (i0 + p * MR) * r;
           for (int64_t i = 0; i < r; i++)
             for (int rr = 0; rr < MR; rr++) dst[i * MR + rr] = rr < m ? sp[rr * r + i] : 0.0f;
@@ -336,43 +380,38 @@ void fused_block(const Fused &f, const Blocking &bl, int64_t i0, int64_t mc) {
             for (int rr = 0; rr < MR; rr++) dst[r * MR + rr] = 1.0f;
         }
       }
-      if (last && epi && nw > 0) {  // the scaled S as A panels of depth r
-        for (int64_t p = 0; p < np; p++) {
-          const int64_t m = std::min<int64_t>(MR, mc - p * MR);
-          float *dst = gpack + p * MR * r;
-          const float *sp = f.s + (i0 + p * MR) * r;
-          for (int64_t i = 0; i < r; i++)
-            for (int rr = 0; rr < MR; rr++) dst[i * MR + rr] = rr < m ? sp[rr * r + i] : 0.0f;
-        }
-      }
 
       for (int64_t jc = 0; jc < nw; jc += bl.ncb) {
         const int64_t nc = std::min(bl.ncb, nw - jc);
         for (int64_t q = 0; q * NR < nc; q++) {
           const int64_t col = j0 + jc + q * NR;
-          ks.pack(f.b + (col * f.bsx + pc * f.bsk) * eb, f.bdt, f.bsx, f.bsk,
-                  std::min<int64_t>(NR, nc - q * NR), kc, NR, bpack + q * NR * kd);
+          main_pack(f.b + (col * f.bsx + pc * f.bsk) * eb, f.bdt, f.bsx, f.bsk,
+                    std::min<int64_t>(NR, nc - q * NR), kc, NR, bpack + q * NR * kd);
           if (E > 0)
-            std::memcpy(bpack + q * NR * kd + kc * NR, f.epack + (col / NR) * f.E * NR,
+            std::memcpy(bpack + q * NR * kd + depth(kc) * NR, f.epack + (col / NR) * f.E * NR,
                         sizeof(float) * E * NR);
         }
-        const bool do_epi = last && epi;
+        const bool do_sep = last && sep_epi, do_mask = last && masked;
         for (int64_t p = 0; p < np; p++) {
           const int m = (int)std::min<int64_t>(MR, mc - p * MR);
-          if (do_epi)
+          if (do_mask)
             for (int rr = 0; rr < m; rr++)
               drop_mult(f.edrop, (uint64_t)(i0 + p * MR + rr) * (uint64_t)f.N + (uint64_t)(j0 + jc),
                         nc, emult + rr * nc);
           for (int64_t q = 0; q * NR < nc; q++) {
             const int n = (int)std::min<int64_t>(NR, nc - q * NR);
             float *cp = ct + p * MR * ldct + jc + q * NR;
-            ks.tile(kd, apack + p * MR * kd, bpack + q * NR * kd, cp, ldct, pc > 0, m, n);
-            if (do_epi) {
-              ks.tile(r, gpack + p * MR * r, f.epack + ((j0 + jc) / NR + q) * f.E * NR, utile, NR,
-                      false, m, n);
-              for (int rr = 0; rr < m; rr++) {
-                const float *mu = emult + rr * nc + q * NR;
-                for (int j = 0; j < n; j++) cp[rr * ldct + j] += mu[j] * utile[rr * NR + j];
+            main_tile(kd, apack + p * MR * kd, bpack + q * NR * kd, cp, ldct, pc > 0, m, n);
+            if (do_sep) {
+              const float *ep = f.epack + ((j0 + jc) / NR + q) * f.E * NR;
+              if (!do_mask) {
+                ks.tile(f.E, gpack + p * MR * f.E, ep, cp, ldct, true, m, n);
+              } else {
+                ks.tile(f.E, gpack + p * MR * f.E, ep, utile, NR, false, m, n);
+                for (int rr = 0; rr < m; rr++) {
+                  const float *mu = emult + rr * nc + q * NR;
+                  for (int j = 0; j < n; j++) cp[rr * ldct + j] += mu[j] * utile[rr * NR + j];
+                }
               }
             }
           }
@@ -494,7 +533,8 @@ void lora_forward(const LoraDims &d, const void *x, const void *weight, const vo
   f.bdt = d.dt;
   f.bsx = in;
   f.bsk = 1;
-  f.kcb = ceil_div(in, ceil_div(in, ks.kc));
+  f.pairs = use_pairs(ks, d.dt);
+  f.kcb = k_block(ks, in, f.pairs);
   f.rpad = round_up(r, ks.nr);
   f.scale = d.scale;
   f.sdrop = make_drop(d.p, d.seed);
@@ -548,7 +588,8 @@ void lora_backward(const LoraDims &d, const void *dy, const void *x, const void 
   f.bdt = d.dt;
   f.bsx = 1;
   f.bsk = in;
-  f.kcb = ceil_div(out, ceil_div(out, ks.kc));
+  f.pairs = use_pairs(ks, d.dt);
+  f.kcb = k_block(ks, out, f.pairs);
   f.rpad = round_up(r, ks.nr);
   f.scale = d.scale;
   f.E = r;
