@@ -111,7 +111,7 @@ export function runLora(args: string[]): void {
     return;
   }
   const s: Shape = quick ? { N: 512, inD: 256, out: 256, r: 16 } : { N: 4096, inD: 2048, out: 2048, r: 16 };
-  const reps = quick ? 5 : 9;
+  const reps = quick ? 15 : 9;
   const scale = 2;
   const torchVersion = torchAvailable();
   if (!torchVersion) console.log('baseline: PyTorch not found (/usr/bin/python3 -c "import torch" failed); skipped');
