@@ -69,7 +69,6 @@ int64_t balanced(int64_t n, int64_t most, int64_t unit) {
 class Buf {
  public:
   Buf() = default;
-  explicit Buf(int64_t floats, bool zero = false) { get(floats, zero); }
   Buf(const Buf &) = delete;
   Buf &operator=(const Buf &) = delete;
   ~Buf() { std::free(p_); }
@@ -93,9 +92,13 @@ class Buf {
   int64_t cap_ = 0;
 };
 
-// Per-thread buffers, reused across calls (pool threads live as long as the process).
+// Per-thread buffers, reused across calls (pool threads live as long as the process):
+// packing and row buffers of the tasks, and the calling thread's per-call buffers
+// (adapters as float32, their packed panels, t / g, the partial sums). Fresh buffers on
+// every call cost page faults that were ~20% of a 512 x 256 x 256 backward.
 thread_local Buf tl_apack, tl_af32, tl_adrop, tl_bpack, tl_cbuf, tl_gpack, tl_emult, tl_utile,
     tl_mrow, tl_xd, tl_dyd, tl_tt, tl_delta;
+thread_local Buf tl_a32, tl_b32, tl_bias32, tl_spack, tl_epack, tl_s, tl_pa, tl_pb, tl_db;
 
 // ---- the dropout mask (dropout.h's rule) ----
 
@@ -543,18 +546,17 @@ void lora_forward(const LoraDims &d, const void *x, const void *weight, const vo
   f.c = static_cast<char *>(y);
   f.cdt = d.dt;
 
-  Buf a32(r * in), b32(out * r), bias32(out), spack(f.rpad * in), epack(round_up(out, ks.nr) * f.E);
-  Buf t(N * r);
-  to_f32(a, d.adt, r * in, a32.data());
-  to_f32(b, d.adt, out * r, b32.data());
-  if (bias) load_f32(bias, d.dt, out, bias32.data());
-  if (r > 0) pack_side(ks, a32.data(), in, 1, r, in, f.kcb, spack.data());  // column j: A[j*in + k]
-  const float *bp = b32.data(), *biasp = bias32.data();
-  pack_extra(ks, out, f.E, epack.data(),
-             [&](int64_t i, int64_t j) { return i < r ? bp[j * r + i] : biasp[j]; });
-  f.spack = spack.data();
-  f.epack = epack.data();
-  f.s = t.data();
+  float *a32 = tl_a32.get(r * in), *b32 = tl_b32.get(out * r), *bias32 = tl_bias32.get(out);
+  float *spack = tl_spack.get(f.rpad * in), *epack = tl_epack.get(round_up(out, ks.nr) * f.E);
+  to_f32(a, d.adt, r * in, a32);
+  to_f32(b, d.adt, out * r, b32);
+  if (bias) load_f32(bias, d.dt, out, bias32);
+  if (r > 0) pack_side(ks, a32, in, 1, r, in, f.kcb, spack);  // column j: A[j*in + k]
+  pack_extra(ks, out, f.E, epack,
+             [&](int64_t i, int64_t j) { return i < r ? b32[j * r + i] : bias32[j]; });
+  f.spack = spack;
+  f.epack = epack;
+  f.s = tl_s.get(N * r);  // t
   const double flops = 2.0 * N * in * (out + r) + 2.0 * N * out * (r + 1);
   run_fused(f, tasks_for(f, flops), nullptr);
 }
@@ -598,30 +600,25 @@ void lora_backward(const LoraDims &d, const void *dy, const void *x, const void 
   f.c = static_cast<char *>(dx);
   f.cdt = d.dt;
 
-  Buf a32(r * in), b32(out * r), spack(f.rpad * out), epack(round_up(in, ks.nr) * r);
-  Buf g(N * r);
-  to_f32(a, d.adt, r * in, a32.data());
-  to_f32(b, d.adt, out * r, b32.data());
+  float *a32 = tl_a32.get(r * in), *b32 = tl_b32.get(out * r);
+  float *spack = tl_spack.get(f.rpad * out), *epack = tl_epack.get(round_up(in, ks.nr) * r);
+  to_f32(a, d.adt, r * in, a32);
+  to_f32(b, d.adt, out * r, b32);
   if (r > 0) {
-    pack_side(ks, b32.data(), 1, r, r, out, f.kcb, spack.data());  // column j: B[o*r + j]
-    const float *ap = a32.data();
-    if (dx) pack_extra(ks, in, r, epack.data(), [&](int64_t i, int64_t j) { return ap[i * in + j]; });
+    pack_side(ks, b32, 1, r, r, out, f.kcb, spack);  // column j: B[o*r + j]
+    if (dx) pack_extra(ks, in, r, epack, [&](int64_t i, int64_t j) { return a32[i * in + j]; });
   }
-  f.spack = spack.data();
-  f.epack = epack.data();
-  f.s = g.data();
+  f.spack = spack;
+  f.epack = epack;
+  f.s = tl_s.get(N * r);  // g
 
   const double flops = 2.0 * N * out * ((dx ? in : 0) + r) + 2.0 * N * in * r * (dx ? 1 : 0) +
                        6.0 * N * r * in;
   const int64_t T = tasks_for(f, flops);
   // Per-task partials: d_a [r, in] and d_bᵀ [r, out].
-  std::vector<Buf> pa(T), pb(T);
-  for (int64_t t = 0; t < T; t++) {
-    pa[t].get(r * in, true);
-    pb[t].get(r * out, true);
-  }
-  const float *a32p = a32.data();
-  float *gp = g.data();
+  float *pa = tl_pa.get(T * r * in, true), *pb = tl_pb.get(T * r * out, true);
+  const float *a32p = a32;
+  float *gp = f.s;
   auto xpass = [&](int64_t t, int64_t b0, int64_t b1) {
     if (r == 0) return;
     for (int64_t n0 = b0; n0 < b1; n0 += kXPassRows) {
@@ -646,7 +643,7 @@ void lora_backward(const LoraDims &d, const void *dy, const void *x, const void 
       float *tt = tl_tt.get(r * rows);
       matmul_serial(f32_params(a32p, xd, tt, r, rows, in, in, in, rows, false, true));
       // d_a += gᵀ · drop(x)
-      matmul_serial(f32_params(gp + n0 * r, xd, pa[t].data(), r, in, rows, r, in, in, true, false), true);
+      matmul_serial(f32_params(gp + n0 * r, xd, pa + t * r * in, r, in, rows, r, in, in, true, false), true);
       // d_bᵀ += tᵀ · dy
       const float *dyd;
       if (d.dt == L2C_FLOAT32) {
@@ -656,36 +653,32 @@ void lora_backward(const LoraDims &d, const void *dy, const void *x, const void 
         load_f32(static_cast<const char *>(dy) + n0 * out * es, d.dt, rows * out, buf);
         dyd = buf;
       }
-      matmul_serial(f32_params(tt, dyd, pb[t].data(), r, out, rows, rows, out, out, false, false), true);
+      matmul_serial(f32_params(tt, dyd, pb + t * r * out, r, out, rows, rows, out, out, false, false), true);
     }
   };
   run_fused(f, T, xpass);
   if (r == 0) return;
 
   // Reduce the partials; d_b = scale · (Σ d_bᵀ)ᵀ.
-  float *sa = pa[0].data();
   for (int64_t t = 1; t < T; t++) {
-    const float *pt = pa[t].data();
-    for (int64_t i = 0; i < r * in; i++) sa[i] += pt[i];
+    const float *pt = pa + t * r * in;
+    for (int64_t i = 0; i < r * in; i++) pa[i] += pt[i];
+    const float *qt = pb + t * r * out;
+    for (int64_t i = 0; i < r * out; i++) pb[i] += qt[i];
   }
-  store_f32(sa, d_a, d.adt, r * in);
-  Buf db(out * r);
-  float *dbp = db.data();
+  store_f32(pa, d_a, d.adt, r * in);
+  float *db = tl_db.get(out * r);
   for (int64_t o = 0; o < out; o++)
-    for (int64_t j = 0; j < r; j++) {
-      float acc = pb[0].data()[j * out + o];
-      for (int64_t t = 1; t < T; t++) acc += pb[t].data()[j * out + o];
-      dbp[o * r + j] = d.scale * acc;
-    }
-  store_f32(dbp, d_b, d.adt, out * r);
+    for (int64_t j = 0; j < r; j++) db[o * r + j] = d.scale * pb[j * out + o];
+  store_f32(db, d_b, d.adt, out * r);
 }
 
 void lora_merge(const LoraDims &d, void *weight, const void *a, const void *b, int sign) {
   const int64_t in = d.in, out = d.out, r = d.r;
   if (in == 0 || out == 0 || r == 0) return;  // Δ = 0: round(w) = w
-  Buf a32(r * in), b32(out * r);
-  to_f32(a, d.adt, r * in, a32.data());
-  to_f32(b, d.adt, out * r, b32.data());
+  float *a32 = tl_a32.get(r * in), *b32 = tl_b32.get(out * r);
+  to_f32(a, d.adt, r * in, a32);
+  to_f32(b, d.adt, out * r, b32);
   const float s = sign > 0 ? d.scale : -d.scale;
   const int64_t es = fsize(d.dt);
   const int64_t rb = std::max<int64_t>(1, std::min<int64_t>(64, (int64_t(1) << 16) / in));
@@ -693,7 +686,7 @@ void lora_merge(const LoraDims &d, void *weight, const void *a, const void *b, i
     for (int64_t o0 = lo; o0 < hi; o0 += rb) {
       const int64_t m = std::min(rb, hi - o0);
       float *delta = tl_delta.get(m * in);
-      matmul_serial(f32_params(b32.data() + o0 * r, a32.data(), delta, m, in, r, r, in, in, false, false));
+      matmul_serial(f32_params(b32 + o0 * r, a32, delta, m, in, r, r, in, in, false, false));
       char *w = static_cast<char *>(weight) + o0 * in * es;
       const int64_t n = m * in;
       if (d.dt == L2C_FLOAT32) {
