@@ -7,6 +7,7 @@
 // python3-torch: F.linear + PEFT-style LoRA math with autograd, as many threads as ours).
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { ops, randn, getNumThreads, Tensor, DType } from '../src';
 import { median, printTable, resultsDir, timeIt, writeResult } from './harness';
@@ -165,8 +166,11 @@ export function runLora(args: string[]): void {
   printTable(rows);
   const verdict = barRatio <= 1.15 ? 'meets' : 'misses';
   console.log(`\nfloat32 fwd+bwd fused/plain = ${barRatio.toFixed(3)} (${verdict} the <= 1.15 bar)`);
+  const load = os.loadavg().map((v) => v.toFixed(2)).join(' ');
+  console.log(`load average at the end: ${load} (${os.cpus().length} cores)`);
   const file = writeResult('lora', {
     device,
+    loadAverage: load,
     shape: s,
     scale,
     timing: `median of ${reps} calls after one warm-up; fused and plain alternate call by call in the same process`,
@@ -179,18 +183,22 @@ export function runLora(args: string[]): void {
     rows,
   });
   console.log(`wrote ${file}`);
-  fs.writeFileSync(path.join(resultsDir(), 'lora.md'), markdown(shape, rows, barRatio, torchVersion, quick));
+  fs.writeFileSync(path.join(resultsDir(), 'lora.md'), markdown(shape, rows, barRatio, torchVersion, quick, load));
 }
 
-function markdown(shape: string, rows: Record<string, string | number>[], bar: number, torch: string | null, quick: boolean): string {
+function markdown(shape: string, rows: Record<string, string | number>[], bar: number, torch: string | null, quick: boolean, load: string): string {
   const cols = Object.keys(rows.reduce((a, r) => (Object.keys(r).length > Object.keys(a).length ? r : a), rows[0]));
   const cell = (v: string | number | undefined) => (v === undefined ? '' : typeof v === 'number' ? v.toFixed(v >= 100 ? 1 : 3) : v);
   const lines = [
     `# lora bench${quick ? ' (--quick)' : ''}`,
     '',
-    `${shape}, ${getNumThreads()} threads, ${new Date().toISOString()}. Fused = ops.loraLinear (with bias, float32`,
+    `${shape}, ${getNumThreads()} threads on ${os.cpus()[0]?.model ?? 'unknown'} (${os.cpus().length} cores, load average`,
+    `${load} at the end), ${new Date().toISOString()}. Fused = ops.loraLinear (with bias, float32`,
     'adapters) + ops.loraLinearBackward (dx, dA, dB); plain = the frozen linear layer through ops.matmul',
     '(x·Wᵀ forward, dy·W backward, no bias add), alternating call by call in one process; medians.',
+    'The dropout row compares against the same plain layer (no dropout): its ratio includes the masks',
+    '(forward: drop(x); backward: drop(x) regenerated, and the mask on dx). bfloat16: x, W, dy bfloat16,',
+    'adapters float32; plain bfloat16 ops.matmul.',
     torch ? `PyTorch ${torch}: F.linear + PEFT-style LoRA math with autograd, same thread count.` : 'PyTorch: not available, skipped.',
     '',
     `**float32 fwd+bwd fused/plain = ${bar.toFixed(3)}** (bar: <= 1.15).`,

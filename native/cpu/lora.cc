@@ -98,7 +98,7 @@ class Buf {
 // every call cost page faults that were ~20% of a 512 x 256 x 256 backward.
 thread_local Buf tl_apack, tl_af32, tl_adrop, tl_bpack, tl_cbuf, tl_gpack, tl_emult, tl_utile,
     tl_mrow, tl_xd, tl_dyd, tl_tt, tl_delta;
-thread_local Buf tl_a32, tl_b32, tl_bias32, tl_spack, tl_epack, tl_s, tl_pa, tl_pb, tl_db;
+thread_local Buf tl_at, tl_gpad, tl_a32, tl_b32, tl_bias32, tl_spack, tl_epack, tl_s, tl_pa, tl_pb, tl_db;
 
 // ---- the dropout mask (dropout.h's rule) ----
 
@@ -209,6 +209,74 @@ void drop_mult(const Drop &d, uint64_t base, int64_t n, float *out) {
     drop_mult_avx512(d, base, n, out);
   else
     drop_mult_scalar(d, base, n, out);
+}
+
+// ---- the backward's x pass on AVX-512: products with r rows, without packing ----
+// With M = r (16) each element of drop(x) meets only r multiply-adds, so packing it for
+// the tiles (twice: once per product) cost as much as the products; these kernels read
+// drop(x) in place (rows streamed once, then again from L2 for d_a).
+
+// At: A transposed in 16-column groups, At[(jv*in + k)*16 + jj] = A[(16jv + jj)*in + k]
+// (zero past r).
+void pack_at(const float *a, int64_t r, int64_t in, float *at) {
+  for (int64_t jv = 0; jv * 16 < r; jv++)
+    for (int64_t k = 0; k < in; k++)
+      for (int64_t jj = 0; jj < 16; jj++) {
+        const int64_t j = jv * 16 + jj;
+        at[(jv * in + k) * 16 + jj] = j < r ? a[j * in + k] : 0.0f;
+      }
+}
+
+inline __mmask16 lanes16(int64_t n) {
+  return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+// t [rows, r] = xd [rows, in] (row stride ldx) · Aᵀ: 8 rows at a time, each k one At
+// vector times 8 broadcasts.
+L2C_TARGET_AVX512 void xpass_t(const float *xd, int64_t ldx, int64_t rows, int64_t in,
+                               const float *at, int64_t r, float *t) {
+  for (int64_t n0 = 0; n0 < rows; n0 += 8) {
+    const int64_t nb = std::min<int64_t>(8, rows - n0);
+    const float *p[8];
+    for (int i = 0; i < 8; i++) p[i] = xd + (n0 + std::min<int64_t>(i, nb - 1)) * ldx;
+    for (int64_t jv = 0; jv * 16 < r; jv++) {
+      const float *a = at + jv * in * 16;
+      __m512 acc[8];
+      for (int i = 0; i < 8; i++) acc[i] = _mm512_setzero_ps();
+      for (int64_t k = 0; k < in; k++) {
+        const __m512 av = _mm512_load_ps(a + k * 16);
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(p[i][k]), av, acc[i]);
+      }
+      const __mmask16 m = lanes16(r - jv * 16);
+      for (int64_t i = 0; i < nb; i++) _mm512_mask_storeu_ps(t + (n0 + i) * r + jv * 16, m, acc[i]);
+    }
+  }
+}
+
+// d_a [r, in] += gᵀ · xd over `rows` rows; gp is g padded to 16-column groups,
+// gp[(n*groups + jv)*16 + jj] (zero past r).
+L2C_TARGET_AVX512 void xpass_da(const float *gp, const float *xd, int64_t ldx, int64_t rows,
+                                int64_t in, int64_t r, float *da) {
+  const int64_t groups = (r + 15) / 16;
+  for (int64_t jv = 0; jv < groups; jv++) {
+    const int64_t jn = std::min<int64_t>(16, r - jv * 16);
+    for (int64_t kv = 0; kv < in; kv += 16) {
+      const __mmask16 mk = lanes16(in - kv);
+      __m512 acc[16];
+      for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
+      for (int64_t n = 0; n < rows; n++) {
+        const __m512 xv = _mm512_maskz_loadu_ps(mk, xd + n * ldx + kv);
+        const float *g = gp + (n * groups + jv) * 16;
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(g[j]), xv, acc[j]);
+      }
+      for (int64_t j = 0; j < jn; j++) {
+        float *dst = da + (jv * 16 + j) * in + kv;
+        _mm512_mask_storeu_ps(dst, mk, _mm512_add_ps(_mm512_maskz_loadu_ps(mk, dst), acc[j]));
+      }
+    }
+  }
 }
 
 // ---- the fused driver ----
@@ -619,6 +687,12 @@ void lora_backward(const LoraDims &d, const void *dy, const void *x, const void 
   float *pa = tl_pa.get(T * r * in, true), *pb = tl_pb.get(T * r * out, true);
   const float *a32p = a32;
   float *gp = f.s;
+  const bool avx512 = level() == Level::avx512;
+  float *at = nullptr;
+  if (avx512 && r > 0) {
+    at = tl_at.get(round_up(r, 16) * in);
+    pack_at(a32, r, in, at);
+  }
   auto xpass = [&](int64_t t, int64_t b0, int64_t b1) {
     if (r == 0) return;
     for (int64_t n0 = b0; n0 < b1; n0 += kXPassRows) {
@@ -639,12 +713,6 @@ void lora_backward(const LoraDims &d, const void *dy, const void *x, const void 
         }
         xd = buf;
       }
-      // tᵀ [r, rows] = A · drop(x)ᵀ
-      float *tt = tl_tt.get(r * rows);
-      matmul_serial(f32_params(a32p, xd, tt, r, rows, in, in, in, rows, false, true));
-      // d_a += gᵀ · drop(x)
-      matmul_serial(f32_params(gp + n0 * r, xd, pa + t * r * in, r, in, rows, r, in, in, true, false), true);
-      // d_bᵀ += tᵀ · dy
       const float *dyd;
       if (d.dt == L2C_FLOAT32) {
         dyd = static_cast<const float *>(dy) + n0 * out;
@@ -653,7 +721,24 @@ void lora_backward(const LoraDims &d, const void *dy, const void *x, const void 
         load_f32(static_cast<const char *>(dy) + n0 * out * es, d.dt, rows * out, buf);
         dyd = buf;
       }
-      matmul_serial(f32_params(tt, dyd, pb + t * r * out, r, out, rows, rows, out, out, false, false), true);
+      if (avx512) {
+        // t [rows, r] = drop(x) · Aᵀ;  d_a += gᵀ · drop(x);  d_bᵀ += tᵀ · dy
+        float *tb = tl_tt.get(rows * r);
+        xpass_t(xd, in, rows, in, at, r, tb);
+        const int64_t groups = (r + 15) / 16;
+        float *gpad = tl_gpad.get(rows * groups * 16);
+        for (int64_t n = 0; n < rows; n++)
+          for (int64_t j = 0; j < groups * 16; j++)
+            gpad[n * groups * 16 + j] = j < r ? gp[(n0 + n) * r + j] : 0.0f;
+        xpass_da(gpad, xd, in, rows, in, r, pa + t * r * in);
+        matmul_serial(f32_params(tb, dyd, pb + t * r * out, r, out, rows, r, out, out, true, false), true);
+      } else {
+        // tᵀ [r, rows] = A · drop(x)ᵀ;  d_a += gᵀ · drop(x);  d_bᵀ += tᵀ · dy
+        float *tt = tl_tt.get(r * rows);
+        matmul_serial(f32_params(a32p, xd, tt, r, rows, in, in, in, rows, false, true));
+        matmul_serial(f32_params(gp + n0 * r, xd, pa + t * r * in, r, in, rows, r, in, in, true, false), true);
+        matmul_serial(f32_params(tt, dyd, pb + t * r * out, r, out, rows, rows, out, out, false, false), true);
+      }
     }
   };
   run_fused(f, T, xpass);
