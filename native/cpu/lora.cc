@@ -16,9 +16,15 @@
 // dy block feeds dy·W (in columns) and g = scale·dy·B (r columns), and g·A rides along as
 // extra depth in the last K step (with dropout it is a separate small tile per C tile,
 // masked elementwise, since the mask applies to g·A only). Then, per block of rows while
-// it is warm, x is read once for t = drop(x)·Aᵀ and d_a += gᵀ·drop(x), and d_b += tᵀ·dy
-// (all three with M = r, through matmul_serial); d_a / d_b are per-task partials reduced
-// at the end. Tasks own disjoint row ranges of x, y, dx.
+// it is warm, x is read once for t = drop(x)·Aᵀ and d_a += gᵀ·drop(x) (AVX-512: kernels
+// that read x in place; other levels: matmul_serial), and d_b += tᵀ·dy (matmul_serial);
+// d_a / d_b are per-task partials reduced at the end. Tasks own disjoint row ranges of
+// x, y, dx.
+//
+// bfloat16 x and W on CPUs with AVX512_BF16: the base product runs on matmul's bf16 pair
+// tiles (as ops.matmul does); the packed pairs are widened back to float32 panels for the
+// t / g product, and the extra depth becomes a float32 tile of its own per C tile. The
+// LoRA path is float32 throughout (adapters converted once per call).
 
 // GCC 12's AVX-512 headers seed "undefined" vectors with `__Y = __Y`, which
 // -W(maybe-)uninitialized reports once inlined (GCC bug 105593, fixed in GCC 13); as in
