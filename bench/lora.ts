@@ -188,7 +188,9 @@ export function runLora(args: string[]): void {
 
 function markdown(shape: string, rows: Record<string, string | number>[], bar: number, torch: string | null, quick: boolean, load: string): string {
   const cols = Object.keys(rows.reduce((a, r) => (Object.keys(r).length > Object.keys(a).length ? r : a), rows[0]));
-  const cell = (v: string | number | undefined) => (v === undefined ? '' : typeof v === 'number' ? v.toFixed(v >= 100 ? 1 : 3) : v);
+  // ms and GFLOP/s with one decimal, ratios with three.
+  const cell = (c: string, v: string | number | undefined) =>
+    v === undefined ? '' : typeof v === 'number' ? v.toFixed(c.endsWith('ms') || c.endsWith('GFLOP/s') ? 1 : 3) : v;
   const lines = [
     `# lora bench${quick ? ' (--quick)' : ''}`,
     '',
@@ -205,7 +207,7 @@ function markdown(shape: string, rows: Record<string, string | number>[], bar: n
     '',
     `| ${cols.join(' | ')} |`,
     `| ${cols.map(() => '---').join(' | ')} |`,
-    ...rows.map((r) => `| ${cols.map((c) => cell(r[c])).join(' | ')} |`),
+    ...rows.map((r) => `| ${cols.map((c) => cell(c, r[c])).join(' | ')} |`),
     '',
   ];
   return lines.join('\n');

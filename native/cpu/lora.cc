@@ -92,6 +92,14 @@ class Buf {
     return p_;
   }
   float *data() const { return p_; }
+  // Frees the buffer if it grew past `floats` (per-call buffers that scale with N).
+  void trim(int64_t floats) {
+    if (cap_ > floats) {
+      std::free(p_);
+      p_ = nullptr;
+      cap_ = 0;
+    }
+  }
 
  private:
   float *p_ = nullptr;
@@ -105,6 +113,16 @@ class Buf {
 thread_local Buf tl_apack, tl_af32, tl_adrop, tl_bpack, tl_cbuf, tl_gpack, tl_emult, tl_utile,
     tl_mrow, tl_xd, tl_dyd, tl_tt, tl_delta;
 thread_local Buf tl_at, tl_gpad, tl_a32, tl_b32, tl_bias32, tl_spack, tl_epack, tl_s, tl_pa, tl_pb, tl_db;
+
+// At the end of a call (also when it throws): the calling thread's per-call buffers are
+// kept for the next call up to 4M floats (16 MB) each, and freed if larger.
+struct TrimOnExit {
+  ~TrimOnExit() {
+    const int64_t keep = int64_t(4) << 20;
+    for (Buf *b : {&tl_at, &tl_a32, &tl_b32, &tl_bias32, &tl_spack, &tl_epack, &tl_s, &tl_pa, &tl_pb, &tl_db})
+      b->trim(keep);
+  }
+};
 
 // ---- the dropout mask (dropout.h's rule) ----
 
@@ -598,6 +616,7 @@ void lora_forward(const LoraDims &d, const void *x, const void *weight, const vo
     return;
   }
   const KernelSet &ks = mm::active_kernels();
+  TrimOnExit trim;
   Fused f;
   f.ks = &ks;
   f.M = N;
@@ -651,6 +670,7 @@ void lora_backward(const LoraDims &d, const void *dy, const void *x, const void 
   }
   if (!dx && r == 0) return;
   const KernelSet &ks = mm::active_kernels();
+  TrimOnExit trim;
   const Drop drop = make_drop(d.p, d.seed);
   Fused f;
   f.ks = &ks;
@@ -767,6 +787,7 @@ void lora_backward(const LoraDims &d, const void *dy, const void *x, const void 
 void lora_merge(const LoraDims &d, void *weight, const void *a, const void *b, int sign) {
   const int64_t in = d.in, out = d.out, r = d.r;
   if (in == 0 || out == 0 || r == 0) return;  // Δ = 0: round(w) = w
+  TrimOnExit trim;
   float *a32 = tl_a32.get(r * in), *b32 = tl_b32.get(out * r);
   to_f32(a, d.adt, r * in, a32);
   to_f32(b, d.adt, out * r, b32);
