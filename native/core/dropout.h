@@ -18,6 +18,10 @@ L2C_HD uint32_t threshold(float p) {
   return t >= 4294967295.0 ? 0xFFFFFFFFu : (uint32_t)t;
 }
 
+// The factor kept elements are multiplied by: 1/(1-p) rounded once to float32 (p as
+// float32). Every dropping op uses this, so their outputs agree bit for bit.
+L2C_HD float scale(float p) { return (float)(1.0 / (1.0 - (double)p)); }
+
 L2C_HD bool keep(uint64_t seed, uint64_t index, uint32_t thresh) {
   return philox::word(index, seed) >= thresh;
 }

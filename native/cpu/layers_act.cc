@@ -302,7 +302,7 @@ void swiglu_backward(const void *dy, const void *gate, const void *up, l2c_dtype
 void dropout(const void *x, l2c_dtype dt, void *y, int64_t n, float p, uint64_t seed) {
   if (n == 0) return;
   const uint32_t thresh = dropout::threshold(p);
-  const float scale = (float)(1.0 / (1.0 - (double)p));
+  const float scale = dropout::scale(p);
   const bool vec = avx512();
   constexpr int64_t BLK = 1024;  // a multiple of 32: blocks start on counter boundaries
   const int64_t nblk = (n + BLK - 1) / BLK;

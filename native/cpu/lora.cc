@@ -139,7 +139,7 @@ Drop make_drop(float p, uint64_t seed) {
     d.on = true;
     d.seed = seed;
     d.thr = dropout::threshold(p);
-    d.inv = 1.0f / (1.0f - p);
+    d.inv = dropout::scale(p);
   }
   return d;
 }
