@@ -166,8 +166,8 @@ __global__ void __launch_bounds__(kElementwiseThreads)
 
 __global__ void __launch_bounds__(kElementwiseThreads)
     init_online_kernel(float *__restrict__ m, float *__restrict__ l, float *__restrict__ ptl, int64_t nb) {
-  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < nb) {
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < nb; i += stride) {
     m[i] = -INFINITY;
     l[i] = 0.0f;
     ptl[i] = 0.0f;
@@ -222,15 +222,16 @@ __global__ void __launch_bounds__(kElementwiseThreads)
     finish_lse_kernel(const float *__restrict__ m, const float *__restrict__ l, const float *__restrict__ ptl,
                       const int64_t *__restrict__ rows, int64_t nb, float *__restrict__ lse,
                       double *__restrict__ contrib) {
-  const int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (r >= nb) return;
-  const float mv = m[r];
-  double v;
-  if (mv != mv) v = NAN;
-  else if (mv == -INFINITY) v = -INFINITY;
-  else v = (double)mv + log((double)l[r]);
-  lse[rows[r]] = (float)v;
-  contrib[r] = v - (double)ptl[r];
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; r < nb; r += stride) {
+    const float mv = m[r];
+    double v;
+    if (mv != mv) v = NAN;
+    else if (mv == -INFINITY) v = -INFINITY;
+    else v = (double)mv + log((double)l[r]);
+    lse[rows[r]] = (float)v;
+    contrib[r] = v - (double)ptl[r];
+  }
 }
 
 // One CTA: loss = sum of contrib[0..R) (float64, fixed order), / R for the mean (0 when
@@ -264,11 +265,12 @@ __global__ void __launch_bounds__(kRowThreads)
 // db[j] += sum over r < nb of tile[r, j], rows in order (a thread per column).
 __global__ void __launch_bounds__(kElementwiseThreads)
     column_sums_kernel(float *__restrict__ db, const float *__restrict__ tile, int64_t ld, int64_t cols, int64_t nb) {
-  const int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (j >= cols) return;
-  float acc = db[j];
-  for (int64_t r = 0; r < nb; r++) acc += tile[r * ld + j];
-  db[j] = acc;
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < cols; j += stride) {
+    float acc = db[j];
+    for (int64_t r = 0; r < nb; r++) acc += tile[r * ld + j];
+    db[j] = acc;
+  }
 }
 
 unsigned blocks_for(int64_t n, int threads = kElementwiseThreads) {
