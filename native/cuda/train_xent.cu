@@ -273,6 +273,10 @@ __global__ void __launch_bounds__(kElementwiseThreads)
   }
 }
 
+// Row stride of the logits tile: the chunk width rounded up to 8 floats (32 bytes), so
+// that every row of the tile starts aligned for vector loads in the GEMMs and kernels.
+int64_t tile_ld(int64_t cols) { return (cols + 7) / 8 * 8; }
+
 unsigned blocks_for(int64_t n, int threads = kElementwiseThreads) {
   return (unsigned)std::max<int64_t>(1, std::min<int64_t>(ceil_div(n, threads), kMaxGridStrideBlocks));
 }
@@ -379,7 +383,7 @@ void alloc_block_bufs(const Plan &pl, bool backward, BlockBufs &b) {
     b.a_dt = L2C_FLOAT32;
   }
   if (!pl.same || (backward && pl.wdt != L2C_FLOAT32)) b.wf.reset(pl.device, (size_t)(pl.ce * pl.H) * 4);
-  b.tile.reset(pl.device, (size_t)(pl.nb_max * pl.ce) * 4);
+  b.tile.reset(pl.device, (size_t)(pl.nb_max * tile_ld(pl.ce)) * 4);
 }
 
 void gather_block(const Plan &pl, const void *hidden, const int64_t *rows, int64_t nb, BlockBufs &b) {
@@ -389,14 +393,14 @@ void gather_block(const Plan &pl, const void *hidden, const int64_t *rows, int64
   });
 }
 
-// tile[nb, cols] (ld = cols) = hidden block . W[c0:c0+cols]^T. For !pl.same, b.wf must hold
-// the widened chunk already.
+// tile[nb, cols] (row stride tile_ld(cols)) = hidden block . W[c0:c0+cols]^T. For !pl.same,
+// b.wf must hold the widened chunk already.
 void logits_tile(const Plan &pl, const void *weight, int64_t nb, int64_t c0, int64_t cols, BlockBufs &b) {
   const int64_t ldh = std::max<int64_t>(1, pl.H);
   const void *wc = pl.same ? static_cast<const void *>(static_cast<const char *>(weight) +
                                                       c0 * pl.H * (int64_t)elem_size(pl.wdt))
                            : static_cast<const void *>(b.wf.as());
-  gemm(pl, b.a_dt, nb, cols, pl.H, b.h_native, ldh, false, wc, ldh, true, b.tile.as<float>(), cols);
+  gemm(pl, b.a_dt, nb, cols, pl.H, b.h_native, ldh, false, wc, ldh, true, b.tile.as<float>(), tile_ld(cols));
 }
 
 }  // namespace
@@ -427,8 +431,8 @@ void cross_entropy_forward(int device, const CrossEntropyParams &p) {
         const int64_t cols = std::min(pl.ce, pl.V - c0);
         if (!pl.same) widen_weight(pl, p.weight->data, c0, cols, b.wf.as<float>());
         logits_tile(pl, p.weight->data, nb, c0, cols, b);
-        online_lse_kernel<<<(unsigned)nb, kRowThreads, 0, pl.s>>>(b.tile.as<float>(), cols, cols, pl.bias, c0,
-                                                                   targets, rows + b0, m, l, ptl);
+        online_lse_kernel<<<(unsigned)nb, kRowThreads, 0, pl.s>>>(b.tile.as<float>(), tile_ld(cols), cols,
+                                                                   pl.bias, c0, targets, rows + b0, m, l, ptl);
         L2C_CUDA_CHECK_LAUNCH("online_lse_kernel");
       }
       finish_lse_kernel<<<blocks_for(nb), kElementwiseThreads, 0, pl.s>>>(m, l, ptl, rows + b0, nb, lse,
@@ -483,21 +487,22 @@ void cross_entropy_backward(int device, const CrossEntropyParams &p) {
         wchunk_f32 = static_cast<const float *>(p.weight->data) + c0 * H;
       }
       logits_tile(pl, p.weight->data, nb, c0, cols, b);
-      dlogits_kernel<<<(unsigned)nb, kRowThreads, 0, pl.s>>>(tile, cols, cols, pl.bias, c0, targets, rows + b0,
+      const int64_t ld = tile_ld(cols);
+      dlogits_kernel<<<(unsigned)nb, kRowThreads, 0, pl.s>>>(tile, ld, cols, pl.bias, c0, targets, rows + b0,
                                                              lse, scale);
       L2C_CUDA_CHECK_LAUNCH("dlogits_kernel");
       if (db) {
-        column_sums_kernel<<<blocks_for(cols), kElementwiseThreads, 0, pl.s>>>(db + c0, tile, cols, cols, nb);
+        column_sums_kernel<<<blocks_for(cols), kElementwiseThreads, 0, pl.s>>>(db + c0, tile, ld, cols, nb);
         L2C_CUDA_CHECK_LAUNCH("column_sums_kernel");
       }
       if (dw) {  // dW[c0:c0+cols] (+)= dlogits^T [cols, nb] . hidden_block [nb, H]
         float *dst = first_block ? dw + c0 * H : dw_tmp.as<float>();
-        gemm(pl, L2C_FLOAT32, cols, H, nb, tile, cols, true, b.h_f32, ldh, false, dst, ldh);
+        gemm(pl, L2C_FLOAT32, cols, H, nb, tile, ld, true, b.h_f32, ldh, false, dst, ldh);
         if (!first_block) add_into(pl, dw + c0 * H, dw_tmp.as<float>(), cols * H);
       }
       // dH_block (+)= dlogits [nb, cols] . W[c0:c0+cols] [cols, H]
       float *dst = c == 0 ? dh_acc.as<float>() : dh_tmp.as<float>();
-      gemm(pl, L2C_FLOAT32, nb, H, cols, tile, cols, false, wchunk_f32, ldh, false, dst, ldh);
+      gemm(pl, L2C_FLOAT32, nb, H, cols, tile, ld, false, wchunk_f32, ldh, false, dst, ldh);
       if (c > 0) add_into(pl, dh_acc.as<float>(), dh_tmp.as<float>(), nb * H);
     }
     if (nb * H > 0) {
