@@ -141,7 +141,7 @@ export function runInfonce(args: string[]): void {
   const quick = args.includes('--quick');
   const device = args.includes('--device') ? args[args.indexOf('--device') + 1] : 'cpu';
   if (device !== 'cpu') {
-    console.log(`bench infonce: CPU kernels only in this version (asked for ${device})`);
+    console.log(`bench infonce: this suite times the CPU kernels (asked for ${device}); on a GPU use bash bench/gpu/run.sh`);
     return;
   }
   const cases: Case[] = quick

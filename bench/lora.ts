@@ -108,7 +108,7 @@ export function runLora(args: string[]): void {
   const quick = args.includes('--quick');
   const device = args.includes('--device') ? args[args.indexOf('--device') + 1] : 'cpu';
   if (device !== 'cpu') {
-    console.log(`bench lora: CPU kernels only in this version (asked for ${device})`);
+    console.log(`bench lora: this suite times the CPU kernels (asked for ${device}); on a GPU use bash bench/gpu/run.sh`);
     return;
   }
   const s: Shape = quick ? { N: 512, inD: 256, out: 256, r: 16 } : { N: 4096, inD: 2048, out: 2048, r: 16 };
