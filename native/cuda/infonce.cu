@@ -41,8 +41,11 @@
 // the float32 partial rows live in global memory (the output itself for float32, else a
 // float32 scratch of the owner's size), read back and written by their owner only; the
 // last group writes out = scale * grad_loss * coef * sum in the output dtype. So S is
-// made twice (once per side) and nothing is shared between CTAs. dscale = grad_loss *
-// coef * sum G' S: per-CTA double partials of the da pass, summed by one block.
+// made twice (once per side) and no output element has two writers. When a pass has
+// fewer than 2 owner CTAs per SM (small N or M), the other side's groups are split into
+// ranges (gridDim.y): each range writes float32 partial rows, which a reduce kernel adds
+// in a fixed order. dscale = grad_loss * coef * sum G' S: per-CTA double partials of the
+// da pass, summed by one block.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -590,9 +593,11 @@ struct BwdArgs {
   const float *grad_loss_dev;
   double coef;    // 1/N, symmetric 1/(2N)
   int vec;
-  void *out;      // [nx, d], the inputs' dtype
-  float *accum;   // [nx, d] float32 sums between groups (the output itself for float32)
-  double *dpart;  // per CTA sum of G' * S (null: not wanted)
+  int ranges;     // gridDim.y: the other side's groups split into this many ranges
+  void *out;      // [nx, d], the inputs' dtype (ranges == 1)
+  float *accum;   // ranges == 1: [nx, d] float32 sums between groups (the output itself for
+                  // float32); ranges > 1: [ranges][nx, d] float32 partial sums, unscaled
+  double *dpart;  // [gridDim.y][gridDim.x] sums of G' * S (null: not wanted)
 };
 
 template <class Tag>
@@ -668,7 +673,8 @@ __device__ __forceinline__ void mainloop_G(float (&acc)[MI][4][4], typename Tag:
   __syncthreads();
 }
 
-// grid ceil(nx / 64), kThreads threads, bwd_smem_bytes<Tag>() dynamic shared.
+// grid (ceil(nx / 64), ranges), kThreads threads, bwd_smem_bytes<Tag>() dynamic shared.
+// Block (x, r) takes range r of the other side's groups.
 template <class Tag>
 __global__ void __launch_bounds__(kThreads) infonce_bwd_kernel(const BwdArgs p) {
   using G = Geo<Tag>;
@@ -692,6 +698,9 @@ __global__ void __launch_bounds__(kThreads) infonce_bwd_kernel(const BwdArgs p) 
   const int64_t x0 = (int64_t)blockIdx.x * BM;
   const int KT = p.d > 0 ? (int)((p.d + G::kBK - 1) / G::kBK) : 1;
   const int64_t ngroups = (p.ny + G::kKG - 1) / G::kKG;
+  const int64_t g_begin = blockIdx.y * ngroups / p.ranges, g_end = (blockIdx.y + 1) * ngroups / p.ranges;
+  const bool direct = p.ranges == 1;  // else partial sums into accum's slice blockIdx.y
+  float *accum = direct ? p.accum : p.accum + (int64_t)blockIdx.y * p.nx * p.d;
 
   float lx[MI][2];  // lse_x of this thread's rows
 #pragma unroll
@@ -704,7 +713,7 @@ __global__ void __launch_bounds__(kThreads) infonce_bwd_kernel(const BwdArgs p) 
   double dsum = 0.0;
 
 #pragma unroll 1
-  for (int64_t grp = 0; grp < ngroups; grp++) {
+  for (int64_t grp = g_begin; grp < g_end; grp++) {
     const int64_t yb = grp * G::kKG;
     // ---- G' of the group's S tiles into Gs ----
 #pragma unroll 1
@@ -763,7 +772,7 @@ __global__ void __launch_bounds__(kThreads) infonce_bwd_kernel(const BwdArgs p) 
     // ---- out[rows] (+)= G' . Y[group] per d slice ----
     const int64_t kvalid = p.ny - yb < G::kKG ? p.ny - yb : G::kKG;
     const int KT2 = (int)((kvalid + G::kBK - 1) / G::kBK);
-    const bool first = grp == 0, last = grp == ngroups - 1;
+    const bool first = grp == g_begin, last = grp == g_end - 1;
 #pragma unroll 1
     for (int64_t c0 = 0; c0 < p.d; c0 += G::kDC) {
       float acc[MI][4][4];
@@ -775,7 +784,7 @@ __global__ void __launch_bounds__(kThreads) infonce_bwd_kernel(const BwdArgs p) 
           for (int e = 0; e < 4; e++) {
             const int64_t xi = x0 + wm * MI * 16 + mi * 16 + g + 8 * (e >> 1);
             const int64_t col = c0 + wn * 32 + ni * 8 + 2 * q + (e & 1);
-            acc[mi][ni][e] = !first && xi < p.nx && col < p.d ? p.accum[xi * p.d + col] : 0.0f;
+            acc[mi][ni][e] = !first && xi < p.nx && col < p.d ? accum[xi * p.d + col] : 0.0f;
           }
       mainloop_G<Tag, MI>(acc, stages, kStageElems, Gs, Y, p.ny, yb, p.d, c0, KT2, vec, wm, wn, lane);
 #pragma unroll
@@ -787,10 +796,10 @@ __global__ void __launch_bounds__(kThreads) infonce_bwd_kernel(const BwdArgs p) 
             const int64_t xi = x0 + wm * MI * 16 + mi * 16 + g + 8 * (e >> 1);
             const int64_t col = c0 + wn * 32 + ni * 8 + 2 * q + (e & 1);
             if (xi < p.nx && col < p.d) {
-              if (last)
+              if (last && direct)
                 static_cast<T *>(p.out)[xi * p.d + col] = Tag::from_f32(acc[mi][ni][e] * factor);
               else
-                p.accum[xi * p.d + col] = acc[mi][ni][e];
+                accum[xi * p.d + col] = acc[mi][ni][e];
             }
           }
     }
@@ -799,7 +808,7 @@ __global__ void __launch_bounds__(kThreads) infonce_bwd_kernel(const BwdArgs p) 
 
   if (p.dpart) {
     const double t = block_sum(dsum, red);
-    if (tid == 0) p.dpart[blockIdx.x] = t;
+    if (tid == 0) p.dpart[(int64_t)blockIdx.y * gridDim.x + blockIdx.x] = t;
   }
 }
 
@@ -814,6 +823,22 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) {
     const double gl = grad_loss_dev ? (double)*grad_loss_dev : (double)grad_loss;
     *dscale = (float)(gl * coef * t);
+  }
+}
+
+// out = scale * grad_loss * coef * sum_r part[r] (fixed order), in out's dtype: the
+// backward's ranges combined. Grid-stride over the n = nx * d elements.
+template <class Tag>
+__global__ void __launch_bounds__(kThreads)
+    infonce_bwd_reduce_kernel(const float *part, int ranges, int64_t n, float scale_val, const float *scale_dev,
+                              float grad_loss, const float *grad_loss_dev, double coef, void *out) {
+  const float scale = scale_dev ? *scale_dev : scale_val;
+  const float gl = grad_loss_dev ? *grad_loss_dev : grad_loss;
+  const float factor = (float)((double)scale * (double)gl * coef);
+  for (int64_t i = (int64_t)blockIdx.x * kThreads + threadIdx.x; i < n; i += (int64_t)gridDim.x * kThreads) {
+    float v = part[i];
+    for (int r = 1; r < ranges; r++) v += part[r * n + i];
+    static_cast<typename Tag::T *>(out)[i] = Tag::from_f32(v * factor);
   }
 }
 
@@ -945,19 +970,31 @@ void backward_impl(const InfonceParams &p, int device, cudaStream_t s) {
   const bool f32 = std::is_same<Tag, F32>::value;
   const bool vec = d % G::kE == 0 && aligned16(p.a) && aligned16(p.b);
   const double coef = 1.0 / ((sym ? 2.0 : 1.0) * (double)N);
-  // Float32 partial rows between groups: for 16-bit outputs a scratch big enough for
-  // either pass that has more than one group (the passes run one after the other).
-  int64_t acc_rows = 0;
-  if (!f32) {
-    if (M > G::kKG) acc_rows = std::max(acc_rows, N);  // da pass: groups over M
-    if (N > G::kKG) acc_rows = std::max(acc_rows, M);  // db pass: groups over N
-  }
-  const int64_t nblk_a = ceil_div(N, kBwdBM), nblk_b = ceil_div(M, kBwdBM);
+  const int64_t nblk_a = ceil_div(N, kBwdBM), nblk_b = ceil_div(M, kBwdBM);  // owner row tiles
+  const int64_t ngrp_a = ceil_div(M, G::kKG), ngrp_b = ceil_div(N, G::kKG);   // the other side's groups
+  // Ranges: a pass with fewer than 2 CTAs per SM splits the other side's groups into
+  // ranges (gridDim.y), each writing float32 partial sums that a reduce kernel adds in a
+  // fixed order. LLM2CLIP_INFONCE_CUDA_BWD_RANGES sets the count (tests).
+  const int64_t target = 2 * (int64_t)sm_count(device);
+  auto ranges_for = [&](int64_t nblk, int64_t ngrp) {
+    int64_t r = nblk >= target ? 1 : ceil_div(target, nblk);
+    if (int64_t v = env_int("LLM2CLIP_INFONCE_CUDA_BWD_RANGES")) r = v;
+    return std::max<int64_t>(1, std::min(std::min(r, ngrp), (int64_t)65535));
+  };
+  const int64_t ra = ranges_for(nblk_a, ngrp_a), rb = ranges_for(nblk_b, ngrp_b);
+  // The float32 buffer: [ranges][rows, d] partials when ranges > 1, else (16-bit output
+  // and more than one group) [rows, d] sums between groups; float32 outputs accumulate in
+  // place. One buffer serves both passes (they run one after the other).
+  auto acc_elems = [&](int64_t rows, int64_t r, int64_t ngrp) -> int64_t {
+    if (r > 1) return r * rows * d;
+    return !f32 && ngrp > 1 ? rows * d : 0;
+  };
+  const int64_t acc_n = std::max(acc_elems(N, ra, ngrp_a), acc_elems(M, rb, ngrp_b));
   Scratch scr(device);
-  const size_t o_acc = scr.reserve(sizeof(float) * (size_t)(acc_rows * d));
-  const size_t o_dp = scr.reserve(sizeof(double) * (size_t)nblk_a);
+  const size_t o_acc = scr.reserve(sizeof(float) * (size_t)acc_n);
+  const size_t o_dp = scr.reserve(sizeof(double) * (size_t)(nblk_a * ra));
   scr.allocate();
-  float *accum = acc_rows > 0 ? scr.at<float>(o_acc) : nullptr;
+  float *accum = acc_n > 0 ? scr.at<float>(o_acc) : nullptr;
   double *dpart = scr.at<double>(o_dp);
 
   auto kernel = infonce_bwd_kernel<Tag>;
@@ -972,6 +1009,19 @@ void backward_impl(const InfonceParams &p, int device, cudaStream_t s) {
   ba.grad_loss_dev = p.grad_loss_dev;
   ba.coef = coef;
   ba.vec = vec ? 1 : 0;
+  auto pass = [&](int64_t nblk, int64_t r, void *out) {
+    ba.ranges = (int)r;
+    ba.out = out;
+    ba.accum = r == 1 && f32 ? static_cast<float *>(out) : accum;
+    kernel<<<dim3((unsigned)nblk, (unsigned)r), kThreads, smem, s>>>(ba);
+    L2C_CUDA_CHECK_LAUNCH("infonce_bwd_kernel");
+    if (r > 1) {
+      const int64_t n = ba.nx * d;
+      infonce_bwd_reduce_kernel<Tag><<<grid_stride_blocks(n), kThreads, 0, s>>>(
+          accum, (int)r, n, p.scale, p.scale_dev, p.grad_loss, p.grad_loss_dev, coef, out);
+      L2C_CUDA_CHECK_LAUNCH("infonce_bwd_reduce_kernel");
+    }
+  };
   // da: owner a, the other side b; G'[i,j] uses lse_rows[i] (and lse_cols[j]).
   ba.x = p.a;
   ba.y = p.b;
@@ -979,11 +1029,8 @@ void backward_impl(const InfonceParams &p, int device, cudaStream_t s) {
   ba.ny = M;
   ba.lse_x = p.lse_rows_in;
   ba.lse_y = sym ? p.lse_cols_in : nullptr;
-  ba.out = p.da;
-  ba.accum = f32 ? static_cast<float *>(p.da) : accum;
   ba.dpart = dpart;
-  kernel<<<(unsigned)nblk_a, kThreads, smem, s>>>(ba);
-  L2C_CUDA_CHECK_LAUNCH("infonce_bwd_kernel (da)");
+  pass(nblk_a, ra, p.da);
   // db: owner b, the other side a; G'^T[j,i] uses lse_rows[i] (and lse_cols[j]).
   ba.x = p.b;
   ba.y = p.a;
@@ -991,12 +1038,9 @@ void backward_impl(const InfonceParams &p, int device, cudaStream_t s) {
   ba.ny = N;
   ba.lse_x = sym ? p.lse_cols_in : nullptr;
   ba.lse_y = p.lse_rows_in;
-  ba.out = p.db;
-  ba.accum = f32 ? static_cast<float *>(p.db) : accum;
   ba.dpart = nullptr;
-  kernel<<<(unsigned)nblk_b, kThreads, smem, s>>>(ba);
-  L2C_CUDA_CHECK_LAUNCH("infonce_bwd_kernel (db)");
-  infonce_dscale_kernel<<<1, kThreads, 0, s>>>(dpart, nblk_a, coef, p.grad_loss, p.grad_loss_dev, p.dscale);
+  pass(nblk_b, rb, p.db);
+  infonce_dscale_kernel<<<1, kThreads, 0, s>>>(dpart, nblk_a * ra, coef, p.grad_loss, p.grad_loss_dev, p.dscale);
   L2C_CUDA_CHECK_LAUNCH("infonce_dscale_kernel");
 }
 
