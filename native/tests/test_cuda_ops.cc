@@ -226,6 +226,11 @@ L2C_TEST(cuda_random_matches_cpu) {
 // section 3.1); so the two differ by at most twice that. This is a worst-case bound, so
 // the test cannot flake, yet a wrong, missing or repeated product term of this data
 // (|a|, |b| <= 1, sums of hundreds of terms) is larger than it.
+// 16-bit inputs may run on tensor cores, whose float32 accumulation aligns the addends of
+// each fused k-step to the largest and truncates (rounds toward zero; Fasi, Higham,
+// Mikaitis, Pranesh, "Numerical behavior of NVIDIA tensor cores", PeerJ CS 2021): at
+// most twice round-to-nearest's error per addition, so that side's bound doubles and the
+// two differ by at most 3 gamma_K sum |a b|.
 constexpr double kF32Unit = 0x1p-24;
 // A 16-bit output rounds each side's float32 sum once more: two values within d of each
 // other round to values at most d + one ulp apart, and one ulp is at most 2^-7 |x| in
@@ -235,9 +240,9 @@ constexpr double kBf16TwoUlps = 2 * 0x1p-7;
 constexpr double kF16TwoUlps = 2 * 0x1p-10;
 constexpr double kF16SubnormalUlp = 0x1p-24;
 
-double matmul_tolerance(int64_t K, double mag, double ref, l2c_dtype out) {
+double matmul_tolerance(int64_t K, double mag, double ref, l2c_dtype in, l2c_dtype out) {
   double ku = (double)K * kF32Unit;
-  double d = 2 * ku / (1 - ku) * mag;
+  double d = (in == L2C_FLOAT32 ? 2 : 3) * ku / (1 - ku) * mag;
   if (out == L2C_BFLOAT16) d += kBf16TwoUlps * (std::fabs(ref) + d);
   if (out == L2C_FLOAT16) d += kF16TwoUlps * (std::fabs(ref) + d) + kF16SubnormalUlp;
   return d;
@@ -265,6 +270,9 @@ struct MatmulCase {
   bool bcast_a = false, bcast_b = false;  // a batch of 1 (stride 0) broadcast over `batch`
   int64_t pad = 0;                        // extra elements per row of A, B and C
   int64_t gap_c = 0;                      // extra elements between batch entries of C
+  // A's and B's rows rounded up to a multiple of 8 elements, plus pad rounded up to 8:
+  // 16-byte aligned operands, which 16-bit inputs run on tensor cores (C keeps N + pad).
+  bool align = false;
 };
 
 // One matmul on both backends; checks every output within the tolerance and that C's
@@ -283,8 +291,9 @@ void check_matmul(const MatmulCase &mc, l2c_dtype in, l2c_dtype out, bool ta, bo
   p.trans_b = tb;
   const int64_t a_rows = ta ? K : M, a_cols = ta ? M : K;
   const int64_t b_rows = tb ? N : K, b_cols = tb ? K : N;
-  p.lda = std::max<int64_t>(1, a_cols + mc.pad);
-  p.ldb = std::max<int64_t>(1, b_cols + mc.pad);
+  auto up8 = [](int64_t v) { return (v + 7) / 8 * 8; };
+  p.lda = mc.align ? std::max<int64_t>(8, up8(a_cols) + up8(mc.pad)) : std::max<int64_t>(1, a_cols + mc.pad);
+  p.ldb = mc.align ? std::max<int64_t>(8, up8(b_cols) + up8(mc.pad)) : std::max<int64_t>(1, b_cols + mc.pad);
   p.ldc = std::max<int64_t>(1, N + mc.pad);
   const int64_t a_mat = a_rows * p.lda, b_mat = b_rows * p.ldb, c_mat = M * p.ldc + mc.gap_c;
   const int64_t a_batches = mc.bcast_a ? 1 : mc.batch, b_batches = mc.bcast_b ? 1 : mc.batch;
@@ -323,7 +332,7 @@ void check_matmul(const MatmulCase &mc, l2c_dtype in, l2c_dtype out, bool ta, bo
   std::string what = std::string(l2c::dtype_name(in)) + "->" + l2c::dtype_name(out) + (ta ? " A^T" : " A") +
                      (tb ? " B^T" : " B") + " batch " + std::to_string(mc.batch) + (mc.bcast_a ? " (A bcast)" : "") +
                      (mc.bcast_b ? " (B bcast)" : "") + " M " + std::to_string(M) + " N " + std::to_string(N) +
-                     " K " + std::to_string(K) + " pad " + std::to_string(mc.pad);
+                     " K " + std::to_string(K) + " pad " + std::to_string(mc.pad) + (mc.align ? " aligned" : "");
   int64_t bad = 0;
   std::string first;
   std::vector<float> arow(K), bcol(K);
@@ -338,7 +347,7 @@ void check_matmul(const MatmulCase &mc, l2c_dtype in, l2c_dtype out, bool ta, bo
           mag += (double)arow[k] * std::fabs(load_as_float(hb.p, in, b0 + (tb ? n * p.ldb + k : k * p.ldb + n)));
         const int64_t ci = c0 + m * p.ldc + n;
         const double want = load_as_float(hc.p, out, ci), got = load_as_float(gc.p, out, ci);
-        const double tol = matmul_tolerance(K, mag, want, out);
+        const double tol = matmul_tolerance(K, mag, want, in, out);
         if (!(std::fabs(got - want) <= tol)) {  // NaN fails
           if (bad++ == 0)
             first = "[" + std::to_string(bi) + "," + std::to_string(m) + "," + std::to_string(n) +
@@ -388,6 +397,42 @@ L2C_TEST(cuda_matmul_matches_cpu) {
   check_matmul(large, L2C_FLOAT16, L2C_FLOAT32, true, true, seed++);
 }
 
+// The tensor-core path (16-bit inputs, operands 16-byte aligned; gemm.cuh): CTA tiles of
+// 128 x 256 x 64, so sizes around and across those edges, K and M / N tails that end
+// inside a 16-byte chunk (partial copies, zero fill; the NaN padding right after them
+// must not leak in), every transpose, both output widths, odd ldc (unpaired stores),
+// batches with broadcast operands. float32 rows run the same shapes on the SIMT kernel.
+L2C_TEST(cuda_matmul_tensor_cores) {
+  REQUIRE_CUDA();
+  auto al = [](MatmulCase c) {
+    c.align = true;
+    return c;
+  };
+  const MatmulCase shapes[] = {
+      al({1, 1, 1, 1}),        al({1, 8, 8, 8}),          al({1, 16, 8, 16}),        al({1, 128, 256, 64}),
+      al({1, 129, 257, 65}),   al({1, 127, 255, 63}),     al({1, 37, 45, 29}),       al({1, 130, 264, 72, false, false, 8}),
+      al({1, 300, 100, 200}),  al({1, 100, 300, 7, false, false, 1}), al({1, 5, 600, 130, false, false, 3, 11}),
+      al({1, 257, 9, 1000}),   al({1, 7, 9, 0}),          al({1, 384, 512, 192}),
+  };
+  uint64_t seed = 5000;
+  for (const MatmulCase &mc : shapes)
+    for (const auto &io : kMatmulTypes)
+      for (int t = 0; t < 4; t++) check_matmul(mc, io[0], io[1], t & 1, t & 2, seed++);
+  const MatmulCase batched[] = {
+      al({3, 129, 70, 65}),
+      al({3, 33, 260, 40, true, false, 2, 5}),
+      al({4, 140, 17, 31, false, true, 0, 3}),
+      al({2, 70, 66, 18, true, true, 1}),
+  };
+  for (const MatmulCase &mc : batched)
+    for (const auto &io : kMatmulTypes)
+      for (int t = 0; t < 4; t++) check_matmul(mc, io[0], io[1], t & 1, t & 2, seed++);
+  // Larger: several tiles in both directions and a long K.
+  check_matmul(al({1, 1000, 1100, 520}), L2C_BFLOAT16, L2C_BFLOAT16, false, true, seed++);
+  check_matmul(al({1, 1000, 1100, 520}), L2C_FLOAT16, L2C_FLOAT32, true, false, seed++);
+  check_matmul(al({1, 513, 777, 2056}), L2C_BFLOAT16, L2C_FLOAT32, false, false, seed++);
+}
+
 // The grid's y and z dimensions stop at 65535: more M tiles or batch entries loop.
 L2C_TEST(cuda_matmul_grid_limits) {
   REQUIRE_CUDA();
@@ -395,6 +440,12 @@ L2C_TEST(cuda_matmul_grid_limits) {
   check_matmul({70000, 3, 2, 5, true, false}, L2C_BFLOAT16, L2C_BFLOAT16, false, true, 12);
   check_matmul({1, 65536 * 64 + 5, 3, 2}, L2C_FLOAT32, L2C_FLOAT32, false, false, 13);
   check_matmul({1, 65536 * 64 + 5, 3, 2}, L2C_FLOAT16, L2C_FLOAT16, true, false, 14);
+  // The same on the tensor-core path (batches launched 65535 at a time).
+  MatmulCase big_batch{70000, 3, 9, 5};
+  big_batch.align = true;
+  check_matmul(big_batch, L2C_BFLOAT16, L2C_FLOAT32, false, true, 15);
+  big_batch.bcast_b = true;
+  check_matmul(big_batch, L2C_FLOAT16, L2C_FLOAT16, true, false, 16);
 }
 
 L2C_TEST(cuda_matmul_rejects_bad_params) {
