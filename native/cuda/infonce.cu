@@ -44,7 +44,8 @@
 // made twice (once per side) and no output element has two writers. When a pass has
 // fewer than 2 owner CTAs per SM (small N or M), the other side's groups are split into
 // ranges (gridDim.y): each range writes float32 partial rows, which a reduce kernel adds
-// in a fixed order. dscale = grad_loss * coef * sum G' S: per-CTA double partials of the
+// in a fixed order (the range count follows the SM count, as the forward's column ranges
+// do: the same bits on every run of one GPU model). dscale = grad_loss * coef * sum G' S: per-CTA double partials of the
 // da pass, summed by one block.
 #include <cuda_runtime.h>
 

@@ -8,14 +8,14 @@
 # part of the regular build. Needs a built tree (npm run build:native) for the CPU
 # objects; x86-64 Linux, g++.
 #
-#   sh native/tests/emu/build.sh [--addon]
+#   sh tools/cuda-emu/build.sh [--addon]
 #   build/emu/emu_tests cuda_infonce            # the cases (some take minutes here)
 #   LLM2CLIP_TEST_VERBOSE=1 build/emu/emu_tests cuda_infonce_small   # error margins
 #   LLM2CLIP_ADDON=$PWD/build/emu/llm2clip.node npx jest test/infonce.test.ts -t CUDA
 #   EMU_SMS=8 ...                               # the SM count the launch heuristics see
 set -e
 E=$(cd "$(dirname "$0")" && pwd)
-WT=$(cd "$E/../../.." && pwd)
+WT=$(cd "$E/../.." && pwd)
 OUT="$WT/build/emu"
 mkdir -p "$OUT"
 python3 "$E/transform.py" "$WT/native/cuda/infonce.cu" "$OUT/infonce_emu.cc"
