@@ -1,7 +1,7 @@
 # attention_simt_emu.py: a float64 emulation in numpy of the SIMT attention kernels
 # (attn_fwd_simt_kernel, attn_bwd_simt_kernel), mirroring their loops and thread
 # ownership, against attention_tc_emu.py's float64 reference (errors ~1e-15 expected).
-# Not part of the build; run by hand: python3 native/tests/emu/attention_simt_emu.py
+# Not part of the build; run by hand: python3 tools/cuda-emu/attention_simt_emu.py
 import numpy as np, math
 import attention_tc_emu as emu
 NEG=-np.inf

@@ -6,7 +6,7 @@
 # causal tiling are mirrored line by line; the results are compared with a float64
 # reference. Shared memory starts as NaN, so an unwritten element read shows up.
 # Not part of the build; run by hand after changing the kernels' tiling:
-#   python3 native/tests/emu/attention_tc_emu.py        (about a minute; needs numpy)
+#   python3 tools/cuda-emu/attention_tc_emu.py        (about a minute; needs numpy)
 # What it cannot see: synchronisation, cp.async, the load paths, memory safety.
 import numpy as np
 import math, sys
