@@ -74,7 +74,7 @@ struct Buf {
   l2c_tensor t{};
   Buf(l2c_device d, l2c_dtype dt, const std::vector<int64_t> &shape, int64_t offset) : dev(d) {
     const int64_t n = prod(shape);
-    const size_t bytes = (size_t)(n + offset + 1) * dsize(dt);
+    const size_t bytes = (size_t)std::max<int64_t>(n + offset, 1) * dsize(dt);  // exact: overruns show
     if (l2c_alloc(d, bytes, &base) != L2C_OK) throw std::runtime_error(std::string("alloc: ") + l2c_last_error());
     t.data = static_cast<char *>(base) + offset * dsize(dt);
     t.dtype = dt;
