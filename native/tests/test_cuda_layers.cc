@@ -74,7 +74,7 @@ struct Buf {
   l2c_tensor t{};
   Buf(l2c_device d, l2c_dtype dt, const std::vector<int64_t> &shape, int64_t offset) : dev(d) {
     const int64_t n = prod(shape);
-    const size_t bytes = (size_t)(n + offset + 1) * dsize(dt);
+    const size_t bytes = (size_t)std::max<int64_t>(n + offset, 1) * dsize(dt);  // exact: overruns show
     if (l2c_alloc(d, bytes, &base) != L2C_OK) throw std::runtime_error(std::string("alloc: ") + l2c_last_error());
     t.data = static_cast<char *>(base) + offset * dsize(dt);
     t.dtype = dt;
@@ -174,6 +174,8 @@ std::vector<std::vector<double>> run_on(l2c_device dev, l2c_dtype dt, const std:
 
 struct Err {
   double rel = 0;           // ||got - want|| / ||want|| over the finite elements
+  double diff = 0, norm = 0;  // ||got - want||, ||want||
+  int64_t n = 0;              // finite elements compared
   int64_t nonfinite_diff = 0;  // elements where got and want differ in being NaN / +-inf
   int64_t first_bad = -1;
 };
@@ -194,8 +196,11 @@ Err compare(const std::vector<double> &got, const std::vector<double> &want, con
     if (!gf || !std::isfinite(w)) continue;
     num += (g - w) * (g - w);
     den += w * w;
+    e.n++;
   }
   e.rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  e.diff = std::sqrt(num);
+  e.norm = std::sqrt(den);
   return e;
 }
 
@@ -221,9 +226,11 @@ int64_t worst(const std::vector<double> &got, const std::vector<double> &want) {
 
 // Runs the op on both devices with dtype dt and checks every output by the criteria in
 // the file comment. ins hold exact values; FOLLOW inputs are rounded to dt first, so the
-// float32 truth of a 16-bit case sees the same inputs.
+// float32 truth of a 16-bit case sees the same inputs. abs_scale > 0: outputs that are
+// an exact cancellation of terms of that size (LayerNorm's dx for D = 1 is 0 up to the
+// rounding of those terms) may also differ by tol32 * abs_scale per element.
 void check_op(const std::string &name, l2c_dtype dt, std::vector<InSpec> ins, const std::vector<OutSpec> &outs,
-              const Op &op, double tol32 = kTol32, int64_t misalign = 0) {
+              const Op &op, double tol32 = kTol32, int64_t misalign = 0, double abs_scale = 0) {
   for (InSpec &s : ins) {
     if ((int64_t)s.vals.size() != prod(s.shape)) throw std::runtime_error(name + ": bad test input size");
     for (double &v : s.vals) v = round_to(dtype_of(s.kind, dt), v);
@@ -244,15 +251,20 @@ void check_op(const std::string &name, l2c_dtype dt, std::vector<InSpec> ins, co
       Err e = compare(gpu[k], cpu[k], cpu[k]);
       L2C_EXPECT(e.nonfinite_diff == 0, ow << ": " << e.nonfinite_diff << " elements differ in NaN / Inf"
                                           << at(gpu[k], cpu[k], e.first_bad));
-      L2C_EXPECT(e.rel <= tol32, ow << ": relative error " << e.rel << " > " << tol32
-                                   << at(gpu[k], cpu[k], worst(gpu[k], cpu[k])));
+      // (an all-zero reference: the difference itself within tol32)
+      const double allowed = tol32 * ((e.norm > 0 ? e.norm : 1.0) + abs_scale * std::sqrt((double)e.n));
+      L2C_EXPECT(e.diff <= allowed, ow << ": relative error " << e.rel << " > " << tol32
+                                       << (abs_scale > 0 ? " (+ the absolute allowance)" : "")
+                                       << at(gpu[k], cpu[k], worst(gpu[k], cpu[k])));
     } else {
       Err eg = compare(gpu[k], truth[k], cpu[k]), ec = compare(cpu[k], truth[k], cpu[k]);
-      const double bound = 2 * ec.rel + floor_for(dt);
+      const double allowed = 2 * ec.diff + floor_for(dt) * (eg.norm > 0 ? eg.norm : 1.0) +
+                             kTol32 * abs_scale * std::sqrt((double)eg.n);
       L2C_EXPECT(eg.nonfinite_diff == 0, ow << ": " << eg.nonfinite_diff << " elements differ in NaN / Inf from the CPU"
                                            << at(gpu[k], cpu[k], eg.first_bad));
-      L2C_EXPECT(eg.rel <= bound, ow << ": error vs the float32 truth " << eg.rel << " > 2 x the CPU's " << ec.rel
-                                     << " + " << floor_for(dt) << at(gpu[k], truth[k], worst(gpu[k], truth[k])));
+      L2C_EXPECT(eg.diff <= allowed, ow << ": error vs the float32 truth " << eg.rel << " > 2 x the CPU's " << ec.rel
+                                        << " + " << floor_for(dt) << (abs_scale > 0 ? " (+ the absolute allowance)" : "")
+                                        << at(gpu[k], truth[k], worst(gpu[k], truth[k])));
     }
   }
 }
@@ -548,12 +560,16 @@ L2C_TEST(cuda_layers_layer_norm) {
           if (hdb) bouts.push_back({ws, FIX_F32});
           for (int64_t mis : {0, 1}) {
             if (mis && D % 8 != 0) continue;
+            // D = 1: x == mean, so dx = rstd (g - mean(g)) is 0 up to the rounding of g = dy w
+            // (an FMA on one side, not on the other, leaves ~1e-6 of rstd |g| ~ 500).
+            double rmax = 0;
+            for (double v : rstd) rmax = std::max(rmax, v);
             check_op(nm + " backward", dt, bins, bouts, [hw, hdb](const Args &i, const Args &o) {
               const int k = hw ? 3 : 2;
               l2c_layer_norm_backward_args a{i[0], i[1], hw ? i[2] : nullptr, i[k], i[k + 1], o[0],
                                              hw ? o[1] : nullptr, hdb ? o[hw ? 2 : 1] : nullptr};
               return l2c_layer_norm_backward(&a);
-            }, 2e-5, mis);
+            }, 2e-5, mis, D == 1 ? rmax * 1.5 : 0.0);
           }
         }
   for (l2c_dtype dt : kFloatTypes) {
