@@ -5,14 +5,11 @@
 // bar: fused fwd+bwd <= 1.15x plain at N = 4096, in = out = 2048, r = 16, float32.
 // Informational: forward alone, bfloat16, dropout, and PyTorch 1.13 (Debian's
 // python3-torch: F.linear + PEFT-style LoRA math with autograd, as many threads as ours).
-// --device cuda[:i]: the GPU path (runLoraCuda below): the issue's Llama-3-8B shapes in
-// bfloat16 with float32 adapters, fused vs the plain tensor-core GEMM, and the GEMM's
-// TFLOP/s at 4096³; results in bench/results/lora_cuda.json.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { cuda, ops, randn, getNumThreads, Tensor, DType } from '../src';
+import { ops, randn, getNumThreads, Tensor, DType } from '../src';
 import { median, printTable, resultsDir, timeIt, writeResult } from './harness';
 
 interface Shape {
@@ -110,9 +107,8 @@ function torchTimes(s: Shape, dtype: DType, p: number, reps: number): { lora: nu
 export function runLora(args: string[]): void {
   const quick = args.includes('--quick');
   const device = args.includes('--device') ? args[args.indexOf('--device') + 1] : 'cpu';
-  if (device.startsWith('cuda')) return runLoraCuda(device, quick);
   if (device !== 'cpu') {
-    console.log(`bench lora: unknown device ${device}`);
+    console.log(`bench lora: this suite times the CPU kernels (asked for ${device}); on a GPU use bash bench/gpu/run.sh`);
     return;
   }
   const s: Shape = quick ? { N: 512, inD: 256, out: 256, r: 16 } : { N: 4096, inD: 2048, out: 2048, r: 16 };
@@ -215,94 +211,4 @@ function markdown(shape: string, rows: Record<string, string | number>[], bar: n
     '',
   ];
   return lines.join('\n');
-}
-
-// ---- --device cuda ----
-
-/** Seconds per call of fn on the GPU (each call followed by cuda.synchronize()). */
-function gpuAlternate(device: string, a: Fn, b: Fn, reps: number): [number[], number[]] {
-  const sa = () => {
-    a();
-    cuda.synchronize(device);
-  };
-  const sb = () => {
-    b();
-    cuda.synchronize(device);
-  };
-  return alternate(sa, sb, reps);
-}
-
-/**
- * The GPU path at the issue's shapes (Llama-3-8B: in 4096, out 4096 and 14336, r 16,
- * N 8192): x, W, dy bfloat16, adapters float32, bias. Fused forward (ops.loraLinear) vs
- * the plain GEMM x·Wᵀ (ops.matmul, tensor cores); fused fwd+bwd vs plain x·Wᵀ + dy·W.
- * The issue's bar: fused forward <= 1.1x the base GEMM. Also the bfloat16 GEMM's TFLOP/s
- * at 4096³ (the bar there: >= 60% of the card's dense bfloat16 rate).
- */
-function runLoraCuda(device: string, quick: boolean): void {
-  if (!cuda.isAvailable()) {
-    console.log(`bench lora: no CUDA device (asked for ${device}); skipped`);
-    return;
-  }
-  const name = cuda.deviceName(device.includes(':') ? Number(device.split(':')[1]) : 0);
-  const reps = quick ? 5 : 20;
-  const scale = 2;
-  const rows: Record<string, string | number>[] = [];
-  const shapes: Shape[] = quick
-    ? [{ N: 1024, inD: 512, out: 512, r: 16 }]
-    : [{ N: 8192, inD: 4096, out: 4096, r: 16 }, { N: 8192, inD: 4096, out: 14336, r: 16 }];
-  for (const s of shapes) {
-    for (const p of [0, 0.1]) {
-      const h = makeInputs(s, 'bfloat16');
-      const t = Object.fromEntries(Object.entries(h).map(([k, v]) => [k, v.to(device)])) as unknown as Inputs;
-      disposeAll(Object.values(h));
-      const dropout = p > 0 ? { p, seed: 123 } : undefined;
-      const fwd = () => ops.loraLinear(t.x, t.W, t.A, t.B, { scale, bias: t.b, dropout }).dispose();
-      const plainFwd = () => ops.matmul(t.x, t.W, { transB: true }).dispose();
-      const both = () => {
-        const y = ops.loraLinear(t.x, t.W, t.A, t.B, { scale, bias: t.b, dropout });
-        const g = ops.loraLinearBackward(t.dy, t.x, t.W, t.A, t.B, { scale, dropout, needInputGrad: true });
-        disposeAll([y, g.dx, g.dA, g.dB]);
-      };
-      const plainBoth = () => {
-        disposeAll([ops.matmul(t.x, t.W, { transB: true }), ops.matmul(t.dy, t.W)]);
-      };
-      const [ff, pf] = gpuAlternate(device, fwd, plainFwd, reps);
-      const [fb, pb] = gpuAlternate(device, both, plainBoth, reps);
-      disposeAll(Object.values(t));
-      const flops = 2 * s.N * s.inD * s.out;
-      rows.push({
-        shape: `N=${s.N} in=${s.inD} out=${s.out} r=${s.r}${p > 0 ? ` p=${p}` : ''}`,
-        'fwd ms': median(ff) * 1e3,
-        'plain fwd ms': median(pf) * 1e3,
-        'fwd/plain': median(ff) / median(pf),
-        'plain TFLOP/s': flops / median(pf) / 1e12,
-        'fwd+bwd ms': median(fb) * 1e3,
-        'plain fwd+bwd ms': median(pb) * 1e3,
-        'fwd+bwd/plain': median(fb) / median(pb),
-      });
-    }
-  }
-  // The GEMM alone: bfloat16 4096³ (bfloat16 out), all four transposes.
-  const n = quick ? 1024 : 4096;
-  const gemm: Record<string, string | number>[] = [];
-  const a = randn([n, n], { seed: 1, dtype: 'bfloat16' }).to(device), b = randn([n, n], { seed: 2, dtype: 'bfloat16' }).to(device);
-  for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]]) {
-    const f = () => ops.matmul(a, b, { transA, transB }).dispose();
-    const [tg] = gpuAlternate(device, f, f, reps);
-    gemm.push({ gemm: `bf16 ${n}³ ${transA ? 'Aᵀ' : 'A'}${transB ? 'Bᵀ' : 'B'}`, ms: median(tg) * 1e3, 'TFLOP/s': (2 * n ** 3) / median(tg) / 1e12 });
-  }
-  disposeAll([a, b]);
-  console.log(`lora on ${name} (${device}): bfloat16 x / W / dy, float32 adapters, bias; plain = ops.matmul`);
-  printTable(rows);
-  printTable(gemm);
-  const file = writeResult(quick ? 'lora_cuda_quick' : 'lora_cuda', {
-    device,
-    gpu: name,
-    timing: `median of ${reps} calls after one warm-up, each followed by cuda.synchronize(); fused and plain alternate`,
-    bars: { 'fwd/plain': 1.1, 'gemm TFLOP/s (H100, 60% of ~790)': 474 },
-    rows,
-    gemm,
-  });
-  console.log(`wrote ${file}`);
 }
