@@ -77,7 +77,7 @@ function baselineTimes(c: Case, mode: 'fwd' | 'fwdbwd', reps: number): number[] 
 export function runAttention(args: string[]): void {
   const quick = args.includes('--quick');
   if (args.includes('--device') && args[args.indexOf('--device') + 1] !== 'cpu')
-    throw new Error('bench attention: CPU kernels only in this version (--device cpu)');
+    throw new Error('bench attention: this suite times the CPU kernels (--device cpu); on a GPU use bash bench/gpu/run.sh');
   const torchVersion = baselineAvailable();
   if (!torchVersion) console.log(`baseline: PyTorch not found (${PYTHON} -c 'import torch' failed); ours only`);
   const cases: Case[] = quick

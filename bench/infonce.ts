@@ -8,11 +8,13 @@
 // ours as the native allocator's peak above the inputs and the process's peak RSS above
 // its RSS before the first call (VmHWM after resetting it through /proc/self/clear_refs),
 // torch as ru_maxrss after its first step minus before. Times: medians of warm calls.
+// --device cuda: ours alone on the GPU (float32 / bfloat16 / float16), TFLOP/s and the
+// share of the dense bf16 tensor rate (runInfonceCuda below).
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { getNumThreads, randn } from '../src';
+import { cuda, getNumThreads, ops, randn, DType, Tensor } from '../src';
 import { machine, median, printTable, resultsDir, writeResult } from './harness';
 
 const SCALE = 50;
@@ -140,8 +142,12 @@ const MB = 2 ** 20;
 export function runInfonce(args: string[]): void {
   const quick = args.includes('--quick');
   const device = args.includes('--device') ? args[args.indexOf('--device') + 1] : 'cpu';
+  if (device.startsWith('cuda')) {
+    runInfonceCuda(quick, device);
+    return;
+  }
   if (device !== 'cpu') {
-    console.log(`bench infonce: CPU kernels only in this version (asked for ${device})`);
+    console.log(`bench infonce: unknown device ${device}`);
     return;
   }
   const cases: Case[] = quick
@@ -225,4 +231,97 @@ export function runInfonce(args: string[]): void {
   ].join('\n');
   if (!quick) fs.writeFileSync(path.join(resultsDir(), 'infonce.md'), md);
   console.log(`\nwrote ${file}${quick ? '' : ' and infonce.md'}`);
+}
+
+// ---- --device cuda: ours on the GPU (no baseline on the GPU here) ----
+
+// Dense bfloat16 tensor-core peaks (TFLOP/s, without sparsity) of the GPUs the issue
+// targets, for the "% of peak" column; other GPUs get none.
+function bf16Peak(name: string): number | null {
+  if (/H100.*PCIe/i.test(name)) return 756;
+  if (/H100|H200|GH200/i.test(name)) return 989;
+  if (/A100/i.test(name)) return 312;
+  return null;
+}
+
+interface CudaCase {
+  N: number;
+  d: number;
+  dtype: DType;
+  reps: number;
+}
+
+/**
+ * The symmetric loss on a CUDA device: forward and backward timed separately (each
+ * followed by cuda.synchronize()), medians of warm calls after one cold call, TFLOP/s
+ * counting 8·N·M·d, and the allocator's peak above the inputs. The issue's target:
+ * bfloat16 at N = M = 65536, d = 1024, >= 50% of the dense bf16 tensor rate.
+ */
+function runInfonceCuda(quick: boolean, device: string): void {
+  if (!cuda.isAvailable()) {
+    console.log(`bench infonce --device ${device}: no CUDA device (or a build without CUDA); nothing to measure`);
+    return;
+  }
+  const name = cuda.deviceName(device.includes(':') ? Number(device.split(':')[1]) : 0);
+  const peak = bf16Peak(name);
+  const cases: CudaCase[] = quick
+    ? [{ N: 1024, d: 128, dtype: 'bfloat16', reps: 3 }, { N: 1024, d: 128, dtype: 'float32', reps: 3 }]
+    : [
+      { N: 16384, d: 1024, dtype: 'float32', reps: 3 },
+      { N: 16384, d: 1024, dtype: 'bfloat16', reps: 5 },
+      { N: 65536, d: 1024, dtype: 'bfloat16', reps: 3 },
+      { N: 65536, d: 1024, dtype: 'float16', reps: 3 },
+    ];
+  const rows: Record<string, string | number>[] = [];
+  const now = () => Number(process.hrtime.bigint()) / 1e9;
+  for (const c of cases) {
+    const a = randn([c.N, c.d], { seed: 1, std: 1 / Math.sqrt(c.d), dtype: c.dtype, device });
+    const b = randn([c.N, c.d], { seed: 2, std: 1 / Math.sqrt(c.d), dtype: c.dtype, device });
+    cuda.synchronize(device);
+    const base = cuda.memoryStats(device).allocatedBytes;
+    const fwd: number[] = [], bwd: number[] = [];
+    let loss = NaN, peakBytes = 0;
+    for (let r = 0; r <= c.reps; r++) {
+      const t0 = now();
+      const f = ops.infoNCE(a, b, { scale: SCALE, symmetric: true });
+      cuda.synchronize(device);
+      const t1 = now();
+      const g = ops.infoNCEBackward(a, b, { scale: SCALE, symmetric: true, lseRows: f.lseRows, lseCols: f.lseCols });
+      cuda.synchronize(device);
+      const t2 = now();
+      if (r === 0) {
+        loss = f.loss.item();
+        peakBytes = cuda.memoryStats(device).peakAllocatedBytes - base;
+      } else {
+        fwd.push(t1 - t0);
+        bwd.push(t2 - t1);
+      }
+      for (const t of [f.loss, f.lseRows, f.lseCols, g.da, g.db, g.dScale] as (Tensor | null)[]) t?.dispose();
+    }
+    a.dispose();
+    b.dispose();
+    const tf = median(fwd), tb = median(bwd), flops = 8 * c.N * c.N * c.d;
+    const row: Record<string, string | number> = {
+      case: `N=M=${c.N} d=${c.d}`,
+      dtype: c.dtype,
+      'fwd ms': tf * 1e3,
+      'bwd ms': tb * 1e3,
+      'TFLOP/s': flops / (tf + tb) / 1e12,
+      '% bf16 peak': peak && c.dtype !== 'float32' ? (100 * flops) / (tf + tb) / 1e12 / peak : 'n/a',
+      'peak +MB': peakBytes / MB,
+      loss,
+    };
+    rows.push(row);
+    console.log(`done: ${row.case} ${c.dtype}`);
+  }
+  printTable(rows);
+  const file = writeResult(quick ? 'infonce_cuda_quick' : 'infonce_cuda', {
+    device: name,
+    loss: `symmetric InfoNCE (CLIP), scale ${SCALE}, inputs randn / sqrt(d)`,
+    flopFormula: '8*N*M*d (forward 2NMd + backward 6NMd; the kernels do 10NMd: S is recomputed once per side)',
+    timing: 'median of warm calls after one cold call; each direction followed by cuda.synchronize()',
+    peakTflops: peak,
+    rows,
+  });
+  console.log(`\nwrote ${file}`);
 }

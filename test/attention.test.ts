@@ -113,6 +113,7 @@ function roundTo(x: Float32Array, dtype: DType): Float32Array {
 
 interface Case extends Opts {
   dtype?: DType;
+  device?: string; // default 'cpu'
   seed?: number;
   qScale?: number; // spreads the scores (a peaked softmax exercises the running max)
 }
@@ -129,7 +130,7 @@ interface Got {
 // The same case at several SIMD levels / thread counts shares its reference (same seed).
 const refCache = new Map<string, Ref>();
 function cachedRef(d: Dims, c: Case, dtype: DType, seed: number, make: () => Ref): Ref {
-  const key = JSON.stringify({ d, c: { ...c, mask: c.mask ? Array.from(c.mask).join('') : null }, dtype, seed });
+  const key = JSON.stringify({ d, c: { ...c, device: undefined, mask: c.mask ? Array.from(c.mask).join('') : null }, dtype, seed });
   let r = refCache.get(key);
   if (!r) refCache.set(key, (r = make()));
   return r;
@@ -144,15 +145,17 @@ function run(d: Dims, c: Case): Got {
   const kh = roundTo(hostRandom(nk, seed + 1), dtype);
   const vh = roundTo(hostRandom(nk, seed + 2), dtype);
   const dOh = roundTo(hostRandom(nq, seed + 3), dtype);
-  const q = tensor(qh, [d.B, d.S, d.Hq, d.D], { dtype });
-  const k = tensor(kh, [d.B, d.S, d.Hkv, d.D], { dtype });
-  const v = tensor(vh, [d.B, d.S, d.Hkv, d.D], { dtype });
-  const dO = tensor(dOh, [d.B, d.S, d.Hq, d.D], { dtype });
-  const mask = c.mask ? tensor(c.mask, [d.B, d.S], { dtype: 'int32' }) : null;
+  const device = c.device ?? 'cpu';
+  const q = tensor(qh, [d.B, d.S, d.Hq, d.D], { dtype, device });
+  const k = tensor(kh, [d.B, d.S, d.Hkv, d.D], { dtype, device });
+  const v = tensor(vh, [d.B, d.S, d.Hkv, d.D], { dtype, device });
+  const dO = tensor(dOh, [d.B, d.S, d.Hq, d.D], { dtype, device });
+  const mask = c.mask ? tensor(c.mask, [d.B, d.S], { dtype: 'int32', device }) : null;
   const opts = { causal: c.causal, scale: c.scale, keyPaddingMask: mask };
   const { out, lse } = ops.attention(q, k, v, opts);
   expect(out.shape).toEqual(q.shape);
   expect(out.dtype).toBe(dtype);
+  expect(out.device).toBe(q.device);
   expect(lse.shape).toEqual([d.B, d.Hq, d.S]);
   expect(lse.dtype).toBe('float32');
   const { dq, dk, dv } = ops.attentionBackward(dO, q, k, v, out, lse, opts);
@@ -421,14 +424,50 @@ describe('attention argument errors', () => {
   });
 });
 
-describeGpu('CUDA tensors', () => {
-  test('DEVICE_UNAVAILABLE (CPU kernels only in this version), also past TypeScript', () => {
+describeGpu('CUDA', () => {
+  // The CUDA kernels on the same cases: float32 (SIMT kernels) within the CPU's float32
+  // tolerance of the float64 reference; bfloat16 / float16 (tensor cores for D <= 128,
+  // SIMT for D = 256) also round the probabilities P (and dS in the backward) to the
+  // dtype before their products, as FlashAttention does, on top of the output rounding
+  // that '16-bit storage' budgets 3x half an ulp for: 5x here (bfloat16 1e-2, float16
+  // 1.25e-3). The native tests (test_cuda_attention.cc) hold the GPU to 2x the CPU's own
+  // 16-bit error, element by element, over many more shapes.
+  const tols: Record<string, number> = { float32: 1e-5, bfloat16: 1e-2, float16: 1.25e-3 };
+  for (const dtype of ['float32', 'bfloat16', 'float16'] as DType[])
+    test(`${dtype} vs the float64 reference`, () => {
+      const tol = tols[dtype], device = 'cuda';
+      check({ B: 2, S: 37, Hq: 4, Hkv: 2, D: 40 }, { dtype, device }, tol);
+      check({ B: 1, S: 1, Hq: 2, Hkv: 1, D: 64 }, { dtype, device, causal: true }, tol);
+      check({ B: 1, S: 300, Hq: 2, Hkv: 1, D: 64 }, { dtype, device, causal: true, qScale: 4 }, tol);
+      const mask = rangeMask(97, [[0, 60], [30, 97], [0, 0]]);
+      check({ B: 3, S: 97, Hq: 2, Hkv: 1, D: 128 }, { dtype, device, mask, causal: true }, tol);
+      check({ B: 2, S: 37, Hq: 2, Hkv: 2, D: 256 }, { dtype, device, mask: rangeMask(37, [[5, 37], [0, 30]]) }, tol);
+      check({ B: 1, S: 45, Hq: 3, Hkv: 3, D: 13 }, { dtype, device, scale: -0.4 }, tol);
+    });
+
+  test('the same results as the CPU; rows and keys with nothing to attend give exact zeros', () => {
+    const d = { B: 2, S: 70, Hq: 4, Hkv: 2, D: 64 };
+    const mask = rangeMask(70, [[10, 70], [0, 0]]);
+    for (const dtype of ['float32', 'bfloat16'] as DType[]) {
+      const c = { dtype, mask, causal: true };
+      const cpu = run(d, c), gpu = run(d, { ...c, device: 'cuda' });
+      const tol = dtype === 'float32' ? 1e-5 : 1e-2;
+      for (const n of ['out', 'dq', 'dk', 'dv'] as const) expectClose(gpu[n], cpu[n], tol, `${dtype} ${n}`);
+      expectLse(gpu.lse, Float64Array.from(cpu.lse), 1e-5, `${dtype} lse`);
+      const half = 70 * 4 * 64;
+      expect(gpu.out.subarray(half).every((x) => x === 0)).toBe(true);
+      expect(gpu.dq.subarray(half).every((x) => x === 0)).toBe(true);
+      expect(gpu.dk.subarray(70 * 2 * 64).every((x) => x === 0)).toBe(true);
+      expect(gpu.dv.subarray(0, 10 * 2 * 64).every((x) => x === 0)).toBe(true);
+    }
+  });
+
+  test('devices must agree (DEVICE_MISMATCH), also past TypeScript', () => {
     const q = zeros([1, 4, 2, 8], { device: 'cuda' }), k = zeros([1, 4, 1, 8], { device: 'cuda' });
-    expectCode(() => ops.attention(q, k, k), 'DEVICE_UNAVAILABLE', /to\('cpu'\)/);
-    const out = zeros([1, 4, 2, 8], { device: 'cuda' }), lse = zeros([1, 2, 4], { device: 'cuda' });
-    const n = native as unknown as { attentionForward(...a: unknown[]): void };
-    expectCode(() => n.attentionForward(q.nat(), k.nat(), k.nat(), null, out.nat(), lse.nat(), false, 0.5), 'DEVICE_UNAVAILABLE', /attention_forward/);
     expectCode(() => ops.attention(q.to('cpu'), k, k.to('cpu')), 'DEVICE_MISMATCH');
+    const out = zeros([1, 4, 2, 8]), lse = zeros([1, 2, 4], { device: 'cuda' });
+    const n = native as unknown as { attentionForward(...a: unknown[]): void };
+    expectCode(() => n.attentionForward(q.nat(), k.nat(), k.nat(), null, out.nat(), lse.nat(), false, 0.5), 'DEVICE_MISMATCH', /attention_forward: q on cuda:0, out on cpu/);
     for (const t of [q, k, out, lse]) t.dispose();
   });
 });

@@ -474,10 +474,71 @@ describe('infoNCE errors', () => {
   });
 });
 
+// Where a GPU is present (skipped otherwise): the CUDA kernels against the CPU kernels on
+// the same inputs (native/tests/test_cuda_infonce.cc covers sizes, paths and tolerances in
+// depth). float32: the same float32 math in another order (no TF32), 1e-5 for lse / loss
+// and 1e-4 for the gradients; 16-bit storage: lse / loss are float32 outputs of exact
+// products (1e-5), da / db are rounded to the dtype on both sides and the GPU also rounds
+// its dL tile to the dtype for the tensor cores: 2^-7 (two bfloat16 unit roundoffs) and
+// 2^-9 (four float16 ones).
 describeGpu('infoNCE on CUDA tensors', () => {
-  test('DEVICE_UNAVAILABLE (CPU kernels only in this version)', () => {
-    const a = tensor(hostRandom(12, 1), [3, 4]).to('cuda'), b = tensor(hostRandom(12, 2), [3, 4]).to('cuda');
-    expectCode(() => ops.infoNCE(a, b, { scale: 1 }), 'DEVICE_UNAVAILABLE', /infonce/);
-    dispose(a, b);
+  interface GpuCase {
+    N: number;
+    M: number;
+    d: number;
+    dtype: DType;
+    symmetric?: boolean;
+    scale: number;
+    scaleTensor?: boolean;
+    gradLoss?: number;
+    gradLossTensor?: boolean;
+    amp?: number;
+  }
+  function vsCpu(c: GpuCase): void {
+    const sym = !!c.symmetric, g = c.gradLoss ?? 1;
+    const seed = caseSeed(JSON.stringify(c));
+    const ah = inputs(c.N * c.d, seed * 7 + 1, c.dtype, c.amp), bh = inputs(c.M * c.d, seed * 7 + 2, c.dtype, c.amp);
+    const gradTol = c.dtype === 'bfloat16' ? 2 ** -7 : c.dtype === 'float16' ? 2 ** -9 : 1e-4;
+    const outs: Record<string, { loss: number; lseRows: ArrayLike<number>; lseCols: ArrayLike<number> | null;
+      da: ArrayLike<number>; db: ArrayLike<number>; dScale: number; dev: string; lossDevice: string }> = {};
+    for (const device of ['cpu', 'cuda']) {
+      const a = tensor(ah, [c.N, c.d], { dtype: c.dtype }).to(device), b = tensor(bh, [c.M, c.d], { dtype: c.dtype }).to(device);
+      const scaleT = c.scaleTensor ? tensor([c.scale], [1]).to(device) : null;
+      const gT = c.gradLossTensor ? tensor([g], []).to(device) : null;
+      const f = ops.infoNCE(a, b, { scale: scaleT ?? c.scale, symmetric: sym });
+      const gr = ops.infoNCEBackward(a, b, { scale: scaleT ?? c.scale, symmetric: sym, lseRows: f.lseRows, lseCols: f.lseCols,
+        gradLoss: gT ?? g });
+      outs[device] = { loss: f.loss.item(), lseRows: f.lseRows.toArray(), lseCols: f.lseCols ? f.lseCols.toArray() : null,
+        da: gr.da.toArray(), db: gr.db.toArray(), dScale: gr.dScale.item(), dev: gr.da.device, lossDevice: f.loss.device };
+      dispose(a, b, scaleT, gT, f.loss, f.lseRows, f.lseCols, gr.da, gr.db, gr.dScale);
+    }
+    const cpu = outs.cpu, gpu = outs.cuda, what = `cuda ${JSON.stringify(c)}`;
+    expect(gpu.dev).toMatch(/^cuda/);
+    expect(gpu.lossDevice).toMatch(/^cuda/);
+    expectClose([gpu.loss], [cpu.loss], 1e-5, `${what}: loss`);
+    expectClose(gpu.lseRows, cpu.lseRows, 1e-5, `${what}: lseRows`);
+    if (sym) expectClose(gpu.lseCols!, cpu.lseCols!, 1e-5, `${what}: lseCols`);
+    expect(relErr(gpu.da, cpu.da)).toBeLessThanOrEqual(gradTol);
+    expect(relErr(gpu.db, cpu.db)).toBeLessThanOrEqual(gradTol);
+    expectClose([gpu.dScale], [cpu.dScale], 1e-4, `${what}: dScale`);
+  }
+
+  test('float32: N != M, odd d; symmetric with a scale tensor on the device', () => {
+    vsCpu({ N: 37, M: 97, d: 65, dtype: 'float32', scale: 7 });
+    vsCpu({ N: 150, M: 150, d: 300, dtype: 'float32', symmetric: true, scale: 2.5, scaleTensor: true, gradLoss: 1.7 });
+  });
+
+  test('bfloat16 / float16: several tiles, gradLoss tensor, scale 100', () => {
+    vsCpu({ N: 300, M: 700, d: 136, dtype: 'bfloat16', scale: 20, gradLoss: -0.6, gradLossTensor: true, amp: 0.3 });
+    vsCpu({ N: 260, M: 260, d: 64, dtype: 'float16', symmetric: true, scale: 100, scaleTensor: true, amp: 0.1 });
+  });
+
+  test('mixing devices is DEVICE_MISMATCH', () => {
+    const a = tensor(hostRandom(12, 1), [3, 4]).to('cuda'), b = tensor(hostRandom(12, 2), [3, 4]);
+    expectCode(() => ops.infoNCE(a, b, { scale: 1 }), 'DEVICE_MISMATCH');
+    const s = tensor([1], [1]);
+    const b2 = b.to('cuda');
+    expectCode(() => ops.infoNCE(a, b2, { scale: s }), 'DEVICE_MISMATCH', /scale/);
+    dispose(a, b, s, b2);
   });
 });

@@ -2,8 +2,8 @@
 // over several steps: float32 params, bfloat16 / float16 params with float32 master weights,
 // decay mask, clipping active and inactive, non-finite gradients skipped, every CPU level,
 // error codes.
-import { ops, setCpuIsa, getCpuIsa, DType, Tensor, zeros } from '../src';
-import { expectClose, expectCode } from './helpers';
+import { ops, setCpuIsa, getCpuIsa, DType, Tensor, tensor, zeros } from '../src';
+import { describeGpu, expectClose, expectCode, relErr } from './helpers';
 import { disposeAll, poisonOutputs, randTensor } from './train-util';
 
 poisonOutputs();
@@ -176,5 +176,46 @@ describe('adamw errors', () => {
     expectCode(() => ops.adamw(T, { lr: 1, step: 1, maxGradNorm: 0 }), 'INVALID_ARGUMENT', /maxGradNorm/);
     expectCode(() => ops.adamw(T, { lr: 1, step: 1, decay: [true, false] }), 'INVALID_ARGUMENT', /decay/);
     expectCode(() => ops.adamw(T, { lr: 1, step: 1, weightDecay: -1 }), 'INVALID_ARGUMENT', /weightDecay/);
+  });
+});
+
+describeGpu('adamw on CUDA tensors', () => {
+  test('three steps with a bfloat16 parameter and its master, clipping, a decay mask: as on the CPU', () => {
+    const shapes = [[37, 65], [1000], [7]];
+    const mk = (seed: number) => {
+      const p0 = randTensor(shapes[0], seed), p1m = randTensor(shapes[1], seed + 1), p2 = randTensor(shapes[2], seed + 2);
+      return { params: [p0.t, p1m.t.cast('bfloat16'), p2.t], master: [null, p1m.t, null] as (Tensor | null)[],
+        expAvg: shapes.map((s) => zeros(s)), expAvgSq: shapes.map((s) => zeros(s)) };
+    };
+    const cpu = mk(61);
+    const gpu = { params: cpu.params.map((t) => t.to('cuda')), master: cpu.master.map((t) => (t ? t.to('cuda') : null)),
+      expAvg: cpu.expAvg.map((t) => t.to('cuda')), expAvgSq: cpu.expAvgSq.map((t) => t.to('cuda')) };
+    for (let step = 1; step <= 3; step++) {
+      const grads = shapes.map((s, i) => randTensor(s, 70 + 3 * step + i, i === 1 ? 'bfloat16' : 'float32').t);
+      const gradsG = grads.map((g) => g.to('cuda'));
+      const opts = { lr: 1e-2, weightDecay: 0.1, step, decay: [true, true, false], maxGradNorm: step === 2 ? 0.5 : null };
+      const rc = ops.adamw({ ...cpu, grads }, opts), rg = ops.adamw({ ...gpu, grads: gradsG }, opts);
+      expect(rg.skipped).toBe(false);
+      expect(Math.abs(rg.gradNorm - rc.gradNorm)).toBeLessThanOrEqual(1e-12 * rc.gradNorm);
+      for (let i = 0; i < 3; i++) {
+        const tolP = i === 1 ? 1e-3 : 1e-6;
+        expect(relErr(gpu.params[i].toArray(), cpu.params[i].toArray())).toBeLessThan(tolP);
+        expect(relErr(gpu.expAvg[i].toArray(), cpu.expAvg[i].toArray())).toBeLessThan(1e-6);
+        expect(relErr(gpu.expAvgSq[i].toArray(), cpu.expAvgSq[i].toArray())).toBeLessThan(1e-6);
+      }
+      expect(relErr(gpu.master[1]!.toArray(), cpu.master[1]!.toArray())).toBeLessThan(1e-6);
+      disposeAll(grads, gradsG);
+    }
+    // A non-finite gradient skips the step on the device too (nothing written).
+    const before = gpu.params[0].toArray();
+    const bad = [zeros(shapes[0], { device: 'cuda' }), zeros(shapes[1], { device: 'cuda', dtype: 'bfloat16' })];
+    const nanHost = tensor(new Float32Array(7).fill(NaN), [7]), nanGrad = nanHost.to('cuda');
+    const r = ops.adamw({ ...gpu, grads: [...bad, nanGrad] }, { lr: 1e-2, step: 4 });
+    expect(r.skipped).toBe(true);
+    expect(Array.from(gpu.params[0].toArray())).toEqual(Array.from(before));
+    const nc = ops.gradNorm(cpu.params), ng = ops.gradNorm(gpu.params);
+    expect(Math.abs(ng - nc)).toBeLessThanOrEqual(1e-6 * nc);
+    disposeAll(bad, nanHost, nanGrad, cpu.params, cpu.expAvg, cpu.expAvgSq, gpu.params, gpu.expAvg, gpu.expAvgSq);
+    disposeAll(cpu.master[1], gpu.master[1]);
   });
 });

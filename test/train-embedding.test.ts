@@ -2,7 +2,7 @@
 // analytic gradient against finite differences; repeated ids, paddingIdx, 16-bit storage,
 // every CPU level, determinism, poisoned outputs, error codes.
 import { ops, setCpuIsa, getCpuIsa, DType, Tensor } from '../src';
-import { expectClose, expectCode, finiteDiff, hostRandom } from './helpers';
+import { describeGpu, expectClose, expectCode, finiteDiff, hostRandom } from './helpers';
 import { cpuLevels, disposeAll, intTensor, poisonOutputs, randInts, randTensor } from './train-util';
 
 poisonOutputs();
@@ -127,5 +127,33 @@ describe('embedding errors', () => {
     expectCode(() => ops.embeddingBackward(randTensor([3, 4], 14).t, ids, 2.5), 'INVALID_ARGUMENT', /numEmbeddings/);
     expectCode(() => ops.embedding(w, null as unknown as Tensor), 'INVALID_ARGUMENT', /ids is not a Tensor/);
     ids.dispose();
+  });
+});
+
+describeGpu('embedding on CUDA tensors', () => {
+  test('forward bit for bit, backward value for value (same sums in the same order), as the CPU', () => {
+    for (const dtype of ['float32', 'bfloat16', 'float16'] as DType[]) {
+      const V = 37, H = 65;
+      const w = randTensor([V, H], 41, dtype), dy = randTensor([3, 33, H], 42, dtype);
+      const ids = intTensor(randInts(99, V, 43), [3, 33]);
+      const [wg, dyg, ig] = [w.t, dy.t, ids].map((t) => t.to('cuda'));
+      const out = ops.embedding(w.t, ids), og = ops.embedding(wg, ig);
+      expect(og.device).toBe('cuda:0');
+      expect(Array.from(og.toArray())).toEqual(Array.from(out.toArray()));
+      for (const paddingIdx of [null, 5]) {
+        const dw = ops.embeddingBackward(dy.t, ids, V, { paddingIdx });
+        const dwg = ops.embeddingBackward(dyg, ig, V, { paddingIdx });
+        expect(Array.from(dwg.toArray())).toEqual(Array.from(dw.toArray()));
+        disposeAll(dw, dwg);
+      }
+      disposeAll(w.t, dy.t, ids, wg, dyg, ig, out, og);
+    }
+  });
+  test('a bad id is INVALID_ARGUMENT naming it, as on the CPU; mixed devices are DEVICE_MISMATCH', () => {
+    const w = randTensor([5, 3], 44).t.to('cuda');
+    const ids = intTensor([1, 4, 7, -1], [2, 2]).to('cuda');
+    expectCode(() => ops.embedding(w, ids), 'INVALID_ARGUMENT', /ids\[1,0\] = 7 is outside \[0, 5\)/);
+    expectCode(() => ops.embedding(w, intTensor([1], [1])), 'DEVICE_MISMATCH');
+    disposeAll(w, ids);
   });
 });

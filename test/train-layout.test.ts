@@ -4,7 +4,7 @@
 // outputs; error codes. The layout kernel has no SIMD-specific code (memcpy rows and scalar
 // tiles), so one CPU level covers it.
 import { ops, tensor, Tensor, DType } from '../src';
-import { expectClose, expectCode, finiteDiff, hostRandom, refMatmul } from './helpers';
+import { describeGpu, expectClose, expectCode, finiteDiff, hostRandom, refMatmul } from './helpers';
 import { disposeAll, intTensor, poisonOutputs, randTensor } from './train-util';
 
 poisonOutputs();
@@ -323,5 +323,38 @@ describe('layout errors', () => {
     const d = tensor([1, 2], [2]);
     d.dispose();
     expectCode(() => ops.slice(d, 0, 0, 1), 'DISPOSED');
+  });
+});
+
+describeGpu('layout ops on CUDA tensors', () => {
+  test('permute, concat, split, slice, sliceBackward, patchify, unpatchify: bit for bit as on the CPU', () => {
+    const same = (g: Tensor, c: Tensor) => {
+      expect(g.device).toBe('cuda:0');
+      expect(g.shape).toEqual(c.shape);
+      expect(Array.from(g.toArray())).toEqual(Array.from(c.toArray()));
+      disposeAll(g, c);
+    };
+    for (const dtype of ['float32', 'bfloat16', 'int32'] as DType[]) {
+      const x = dtype === 'int32' ? intTensor(Array.from({ length: 2 * 3 * 5 * 7 }, (_, i) => i * 7 - 50), [2, 3, 5, 7]) : randTensor([2, 3, 5, 7], 81, dtype).t;
+      const xg = x.to('cuda');
+      same(ops.permute(xg, [2, 0, 3, 1]), ops.permute(x, [2, 0, 3, 1]));
+      same(ops.transpose(xg, -1, 1), ops.transpose(x, -1, 1));
+      const parts = ops.split(x, [1, 0, 4], 2), partsG = ops.split(xg, [1, 0, 4], 2);
+      parts.forEach((p, i) => same(partsG[i], p));
+      same(ops.concat([xg, xg], 3), ops.concat([x, x], 3));
+      same(ops.slice(xg, 1, 1, -1), ops.slice(x, 1, 1, -1));
+      const s = ops.slice(x, 3, 2, 6), sg = s.to('cuda');
+      same(ops.sliceBackward(sg, x.shape, 3, 2, 6), ops.sliceBackward(s, x.shape, 3, 2, 6));
+      disposeAll(x, xg, s, sg);
+      const im = dtype === 'int32' ? intTensor(Array.from({ length: 2 * 3 * 8 * 12 }, (_, i) => i), [2, 3, 8, 12]) : randTensor([2, 3, 8, 12], 82, dtype).t;
+      const img = im.to('cuda');
+      const geo = { channels: 3, height: 8, width: 12, patchSize: 4 };
+      const pt = ops.patchify(im, 4), ptg = ops.patchify(img, 4);
+      const back = ops.unpatchify(ptg, geo);
+      expect(Array.from(back.toArray())).toEqual(Array.from(im.toArray()));  // a round trip on the device
+      same(back, ops.unpatchify(pt, geo));
+      same(ptg, pt);
+      disposeAll(im, img);
+    }
   });
 });

@@ -3,8 +3,8 @@
 // finite differences; odd sizes, chunks smaller than V and not dividing it, several token
 // blocks, ignored rows (some, all), bias, mean / sum, frozen head, tied weights, 16-bit
 // storage, every CPU level, poisoned outputs, error codes.
-import { ops, setCpuIsa, getCpuIsa, Tensor, DType, getNumThreads, setNumThreads } from '../src';
-import { expectClose, expectCode, finiteDiff, hostRandom, relErr } from './helpers';
+import { ops, setCpuIsa, getCpuIsa, Tensor, DType, getNumThreads, setNumThreads, tensor } from '../src';
+import { describeGpu, expectClose, expectCode, finiteDiff, hostRandom, relErr } from './helpers';
 import { cpuLevels, disposeAll, HALF_ULP, intTensor, poisonOutputs, randInts, randTensor } from './train-util';
 
 poisonOutputs();
@@ -313,5 +313,46 @@ describe('crossEntropy errors', () => {
     expect(g.dHidden.shape).toEqual([0, 8]);
     expect(relErr(g.dWeight!.toArray(), new Float32Array(80))).toBe(0);
     disposeAll(e, te, loss, lse, g.dHidden, g.dWeight);
+  });
+});
+
+describeGpu('crossEntropy on CUDA tensors', () => {
+  // float32: both sides accumulate float32 GEMMs in different orders (~1e-7 relative);
+  // 16-bit storage: dHidden is rounded once on each side (a few half-ulps apart).
+  const tol: Record<string, number> = { float32: 1e-5, bfloat16: 4 * HALF_ULP.bfloat16, float16: 4 * HALF_ULP.float16 };
+  for (const dtype of ['float32', 'bfloat16'] as DType[])
+    test(`${dtype}: loss, lse and every gradient as on the CPU (chunks not dividing V, ignored rows, bias)`, () => {
+      const N = 37, H = 65, V = 1000;
+      const h = randTensor([N, H], 51, dtype), w = randTensor([V, H], 52, dtype, 0.5), b = randTensor([V], 53, dtype);
+      const t = randInts(N, V, 54);
+      for (let i = 0; i < N; i += 4) t[i] = -100;
+      const targets = intTensor(t, [N]);
+      const [hg, wg, bg, tg] = [h.t, w.t, b.t, targets].map((x) => x.to('cuda'));
+      const o = { bias: b.t, chunkSize: 300 }, og = { bias: bg, chunkSize: 300 };
+      const cpu = ops.crossEntropy(h.t, w.t, targets, o), gpu = ops.crossEntropy(hg, wg, tg, og);
+      expect(gpu.loss.device).toBe('cuda:0');
+      expect(relErr(gpu.loss.toArray(), cpu.loss.toArray())).toBeLessThan(1e-5);
+      expect(relErr(gpu.lse.toArray(), cpu.lse.toArray())).toBeLessThan(1e-5);
+      // gradLoss as a one-element tensor on the device (float32 0.37: 1e-8 from the CPU's 0.37).
+      const gl = tensor(new Float32Array([0.37]), []).to('cuda');
+      const gc = ops.crossEntropyBackward(h.t, w.t, targets, cpu.lse, { ...o, gradLoss: 0.37 });
+      const gg = ops.crossEntropyBackward(hg, wg, tg, gpu.lse, { ...og, gradLoss: gl });
+      expect(relErr(gg.dHidden.toArray(), gc.dHidden.toArray())).toBeLessThan(tol[dtype]);
+      expect(relErr(gg.dWeight!.toArray(), gc.dWeight!.toArray())).toBeLessThan(1e-5);
+      expect(relErr(gg.dBias!.toArray(), gc.dBias!.toArray())).toBeLessThan(1e-5);
+      disposeAll(h.t, w.t, b.t, targets, hg, wg, bg, tg, gl, cpu.loss, cpu.lse, gpu.loss, gpu.lse);
+      disposeAll(gc.dHidden, gc.dWeight, gc.dBias, gg.dHidden, gg.dWeight, gg.dBias);
+    });
+  test('a bad target is INVALID_ARGUMENT as on the CPU; all rows ignored gives loss 0 and zero gradients', () => {
+    const h = randTensor([3, 4], 55).t.to('cuda'), w = randTensor([5, 4], 56).t.to('cuda');
+    const bad = intTensor([1, 5, 0], [3]).to('cuda');
+    expectCode(() => ops.crossEntropy(h, w, bad), 'INVALID_ARGUMENT', /targets\[1\] = 5 is outside \[0, 5\)/);
+    const ignored = intTensor([-100, -100, -100], [3]).to('cuda');
+    const r = ops.crossEntropy(h, w, ignored);
+    expect(r.loss.item()).toBe(0);
+    const g = ops.crossEntropyBackward(h, w, ignored, r.lse);
+    expect(Array.from(g.dHidden.toArray()).every((x) => x === 0)).toBe(true);
+    expect(Array.from(g.dWeight!.toArray()).every((x) => x === 0)).toBe(true);
+    disposeAll(h, w, bad, ignored, r.loss, r.lse, g.dHidden, g.dWeight);
   });
 });

@@ -5,6 +5,7 @@
 
 #include "../cpu/attention.h"
 #include "api_util.h"
+#include "attention_cuda.h"
 #include "backend.h"
 
 namespace {
@@ -22,9 +23,10 @@ bool same_shape(const l2c_tensor &a, const l2c_tensor &b) {
 }
 
 // Checks q, k, v, the mask, scale and causal (shared by both directions) and fills p.
-// `op` prefixes messages ("attention_forward").
+// `op` prefixes messages ("attention_forward"). The device (CPU or an existing CUDA
+// device) is q's; every other tensor must be on it.
 void check_inputs(const char *op, const l2c_tensor *q, const l2c_tensor *k, const l2c_tensor *v,
-                  const l2c_tensor *mask, double scale, l2c::cpu::AttentionParams &p) {
+                  const l2c_tensor *mask, double scale, l2c::AttentionParams &p) {
   const std::string o(op);
   check_form(q, (o + ": q").c_str());
   check_form(k, (o + ": k").c_str());
@@ -36,7 +38,6 @@ void check_inputs(const char *op, const l2c_tensor *q, const l2c_tensor *k, cons
                                     (t == k ? "k" : t == v ? "v" : "key_padding_mask") + " on " +
                                     device_str(t->device));
   check_device(q->device, op);
-  require_cpu(q->device, op);
   check_float(*q, (o + ": q").c_str());
   if (k->dtype != q->dtype || v->dtype != q->dtype)
     fail(L2C_DTYPE_MISMATCH, o + ": " + desc("q", *q) + ", " + desc("k", *k) + ", " + desc("v", *v) +
@@ -117,12 +118,16 @@ l2c_status l2c_attention_forward(const l2c_attention_forward_args *a) {
   return guarded([&] {
     const char *op = "attention_forward";
     if (!a) fail(L2C_INVALID_ARGUMENT, "attention_forward: null arguments");
-    l2c::cpu::AttentionParams p;
+    l2c::AttentionParams p;
     check_inputs(op, a->q, a->k, a->v, a->key_padding_mask, a->scale, p);
     check_like(op, "out", a->out, *a->q, a->q->dtype, *a->q);
     check_like(op, "lse", a->lse, *a->q, L2C_FLOAT32, lse_shape(*a->q));
     p.causal = a->causal != 0;
-    l2c::cpu::attention_forward(p, a->out->data, static_cast<float *>(a->lse->data));
+    float *lse = static_cast<float *>(a->lse->data);
+    if (a->q->device.type == L2C_CUDA)
+      l2c::cuda::attention_forward(a->q->device.index, p, a->out->data, lse);
+    else
+      l2c::cpu::attention_forward(p, a->out->data, lse);
   });
 }
 
@@ -130,7 +135,7 @@ l2c_status l2c_attention_backward(const l2c_attention_backward_args *a) {
   return guarded([&] {
     const char *op = "attention_backward";
     if (!a) fail(L2C_INVALID_ARGUMENT, "attention_backward: null arguments");
-    l2c::cpu::AttentionParams p;
+    l2c::AttentionParams p;
     check_inputs(op, a->q, a->k, a->v, a->key_padding_mask, a->scale, p);
     const l2c_tensor &q = *a->q;
     check_like(op, "dout", a->dout, q, q.dtype, q);
@@ -140,9 +145,13 @@ l2c_status l2c_attention_backward(const l2c_attention_backward_args *a) {
     check_like(op, "dk", a->dk, q, q.dtype, *a->k);
     check_like(op, "dv", a->dv, q, q.dtype, *a->v);
     p.causal = a->causal != 0;
-    l2c::cpu::attention_backward(p, a->dout->data, a->out->data,
-                                 static_cast<const float *>(a->lse->data), a->dq->data,
-                                 a->dk->data, a->dv->data);
+    const float *lse = static_cast<const float *>(a->lse->data);
+    if (q.device.type == L2C_CUDA)
+      l2c::cuda::attention_backward(q.device.index, p, a->dout->data, a->out->data, lse,
+                                    a->dq->data, a->dk->data, a->dv->data);
+    else
+      l2c::cpu::attention_backward(p, a->dout->data, a->out->data, lse, a->dq->data,
+                                   a->dk->data, a->dv->data);
   });
 }
 

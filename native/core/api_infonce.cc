@@ -1,11 +1,13 @@
 // api_infonce.cc: the C ABI entries of the infonce kernels (l2c_infonce.h): argument checks
-// with typed errors naming the argument, then dispatch to the backend.
+// with typed errors naming the argument (every tensor on a's device: DEVICE_MISMATCH; that
+// device present: DEVICE_UNAVAILABLE), then dispatch on the device: cpu:: or cuda::.
 #include <cmath>
 #include <string>
 
 #include "../cpu/infonce.h"
 #include "api_util.h"
 #include "backend.h"
+#include "infonce_cuda.h"
 
 namespace {
 
@@ -37,11 +39,18 @@ void check_vec(const l2c_tensor &t, const char *what, int64_t n, const char *op)
 }
 
 // The scale (or grad_loss): the tensor's element when given, else the finite number.
+// On the CPU the element is read here; on a CUDA device *dev gets the tensor's device
+// pointer (the kernels read it: no host round trip) and the result is unused.
 float read_scalar(double v, const l2c_tensor *t, const l2c_tensor &a, const char *name,
-                  const char *op) {
+                  const char *op, const float **dev) {
+  *dev = nullptr;
   if (t) {
     check_on(t, name, a, op);
     check_scalar(*t, name, op);
+    if (t->device.type == L2C_CUDA) {
+      *dev = static_cast<const float *>(t->data);
+      return 0.0f;
+    }
     return *static_cast<const float *>(t->data);
   }
   if (!std::isfinite(v))
@@ -55,7 +64,6 @@ void check_inputs(const l2c_tensor *a, const l2c_tensor *b, bool symmetric, cons
   check_form(a, wa.c_str());
   check_on(b, "b", *a, op);
   check_device(a->device, op);
-  require_cpu(a->device, op);
   std::string o = std::string(op) + ": ";
   check_float(*a, wa.c_str());
   if (b->dtype != a->dtype)
@@ -100,7 +108,7 @@ l2c_status l2c_infonce_forward(const l2c_infonce_args *args) {
       fail(L2C_INVALID_ARGUMENT, "infonce: lse_cols must be null when the loss is not symmetric");
     }
     l2c::cpu::InfonceParams p;
-    p.scale = read_scalar(args->scale, args->scale_tensor, a, "scale", op);
+    p.scale = read_scalar(args->scale, args->scale_tensor, a, "scale", op, &p.scale_dev);
     p.a = a.data;
     p.b = b.data;
     p.dtype = a.dtype;
@@ -111,7 +119,10 @@ l2c_status l2c_infonce_forward(const l2c_infonce_args *args) {
     p.loss = static_cast<float *>(args->loss->data);
     p.lse_rows = static_cast<float *>(args->lse_rows->data);
     p.lse_cols = sym ? static_cast<float *>(args->lse_cols->data) : nullptr;
-    l2c::cpu::infonce_forward(p);
+    if (a.device.type == L2C_CUDA)
+      l2c::cuda::infonce_forward(a.device.index, p);
+    else
+      l2c::cpu::infonce_forward(p);
   });
 }
 
@@ -147,8 +158,8 @@ l2c_status l2c_infonce_backward(const l2c_infonce_backward_args *args) {
            std::string(op) + ": " + desc("db", *args->db) + " must be " + desc("like b", b));
     check_scalar(*args->dscale, "dscale", op);
     l2c::cpu::InfonceParams p;
-    p.scale = read_scalar(args->scale, args->scale_tensor, a, "scale", op);
-    p.grad_loss = read_scalar(args->grad_loss, args->grad_loss_tensor, a, "grad_loss", op);
+    p.scale = read_scalar(args->scale, args->scale_tensor, a, "scale", op, &p.scale_dev);
+    p.grad_loss = read_scalar(args->grad_loss, args->grad_loss_tensor, a, "grad_loss", op, &p.grad_loss_dev);
     p.a = a.data;
     p.b = b.data;
     p.dtype = a.dtype;
@@ -161,7 +172,10 @@ l2c_status l2c_infonce_backward(const l2c_infonce_backward_args *args) {
     p.da = args->da->data;
     p.db = args->db->data;
     p.dscale = static_cast<float *>(args->dscale->data);
-    l2c::cpu::infonce_backward(p);
+    if (a.device.type == L2C_CUDA)
+      l2c::cuda::infonce_backward(a.device.index, p);
+    else
+      l2c::cpu::infonce_backward(p);
   });
 }
 

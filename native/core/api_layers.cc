@@ -1,6 +1,7 @@
 // api_layers.cc: the C ABI entries of the layers kernels (l2c_layers.h): argument checks
 // with typed errors naming the op and the argument (well-formed descriptors, one device,
-// dtypes, shapes, option ranges), then dispatch to the CPU kernels (cpu/layers.h).
+// dtypes, shapes, option ranges), then dispatch on the tensors' device to the CPU kernels
+// (cpu/layers.h) or their CUDA twins (core/layers_cuda.h; the stub in builds without CUDA).
 #include <cmath>
 #include <initializer_list>
 #include <string>
@@ -9,6 +10,7 @@
 #include "../cpu/layers.h"
 #include "api_util.h"
 #include "backend.h"
+#include "layers_cuda.h"
 
 namespace {
 
@@ -16,6 +18,11 @@ using l2c::fail;
 using l2c::numel;
 using namespace l2c::api;
 namespace K = l2c::cpu::layers;
+namespace C = l2c::cuda::layers;
+
+// The CPU kernel fn(args...) or, for tensors on a CUDA device, its twin fn(index, args...).
+#define L2C_LAYERS_RUN(dev, fn, ...) \
+  ((dev).type == L2C_CUDA ? C::fn((dev).index, __VA_ARGS__) : K::fn(__VA_ARGS__))
 
 struct Arg {
   const l2c_tensor *t;
@@ -36,9 +43,10 @@ const l2c_tensor *opt(const char *op, const l2c_tensor *t, const char *name) {
   return t;
 }
 
-// Every given (non-null) tensor on the first one's device, that device usable, and the CPU
-// (these kernels have no CUDA twin yet).
-void devices(const char *op, std::initializer_list<Arg> args) {
+// Every given (non-null) tensor on the first one's device (DEVICE_MISMATCH), and that
+// device usable (DEVICE_UNAVAILABLE: a CUDA device in a build without CUDA, or one that
+// does not exist). Returns it (the CPU when no tensor is given).
+l2c_device devices(const char *op, std::initializer_list<Arg> args) {
   const Arg *first = nullptr;
   for (const Arg &a : args) {
     if (!a.t) continue;
@@ -47,9 +55,9 @@ void devices(const char *op, std::initializer_list<Arg> args) {
       fail(L2C_DEVICE_MISMATCH, std::string(op) + ": " + first->name + " is on " + device_str(first->t->device) +
                                     " and " + a.name + " on " + device_str(a.t->device));
   }
-  if (!first) return;
+  if (!first) return l2c_device{L2C_CPU, 0};
   check_device(first->t->device, op);
-  require_cpu(first->t->device, op);
+  return first->t->device;
 }
 
 void is_float(const char *op, const l2c_tensor &t, const char *name) { check_float(t, what(op, name).c_str()); }
@@ -144,7 +152,7 @@ void rope_common(const l2c_rope_args *a, int sign) {
   const char *op = sign > 0 ? "rope" : "rope_backward";
   const char *xn = sign > 0 ? "x" : "dy", *on = sign > 0 ? "out" : "dx";
   const l2c_tensor &x = req(op, a->x, xn), &pos = req(op, a->positions, "positions"), &out = req(op, a->out, on);
-  devices(op, {{&x, xn}, {&pos, "positions"}, {&out, on}});
+  const l2c_device dev = devices(op, {{&x, xn}, {&pos, "positions"}, {&out, on}});
   is_float(op, x, xn);
   like(op, x, xn, out, on);
   if (x.ndim != 4) fail(L2C_SHAPE_MISMATCH, std::string(op) + ": " + desc(xn, x) + " must be [B,S,H,D]");
@@ -175,19 +183,19 @@ void rope_common(const l2c_rope_args *a, int sign) {
   std::vector<double> inv((size_t)(D / 2));
   K::rope_inv_freq(D, a->theta, a->scaling, a->factor, a->low_freq_factor, a->high_freq_factor,
                    a->original_max_position_embeddings, inv.data());
-  K::rope(x.data, x.dtype, static_cast<const int32_t *>(pos.data), per_batch, inv.data(), out.data, B, S, H, D, sign);
+  L2C_LAYERS_RUN(dev, rope, x.data, x.dtype, static_cast<const int32_t *>(pos.data), per_batch, inv.data(), out.data, B, S, H, D, sign);
 }
 
 void dropout_common(const l2c_dropout_args *a, bool backward) {
   const char *op = backward ? "dropout_backward" : "dropout";
   const char *xn = backward ? "dy" : "x", *yn = backward ? "dx" : "y";
   const l2c_tensor &x = req(op, a->x, xn), &y = req(op, a->y, yn);
-  devices(op, {{&x, xn}, {&y, yn}});
+  const l2c_device dev = devices(op, {{&x, xn}, {&y, yn}});
   is_float(op, x, xn);
   like(op, x, xn, y, yn);
   if (!(a->p >= 0.0f && a->p < 1.0f))
     fail(L2C_INVALID_ARGUMENT, std::string(op) + ": p must be in [0, 1) (got " + std::to_string(a->p) + ")");
-  K::dropout(x.data, x.dtype, y.data, numel(x), a->p, a->seed);
+  L2C_LAYERS_RUN(dev, dropout, x.data, x.dtype, y.data, numel(x), a->p, a->seed);
 }
 
 }  // namespace
@@ -201,12 +209,12 @@ l2c_status l2c_binary(const l2c_binary_args *args) {
     if (args->op < L2C_BINARY_ADD || args->op > L2C_BINARY_MUL)
       fail(L2C_INVALID_ARGUMENT, "binary: unknown op " + std::to_string(args->op));
     const char *name = args->op == L2C_BINARY_ADD ? "add" : args->op == L2C_BINARY_SUB ? "sub" : "mul";
-    devices(name, {{&a, "a"}, {&b, "b"}, {&out, "out"}});
+    const l2c_device dev = devices(name, {{&a, "a"}, {&b, "b"}, {&out, "out"}});
     is_float(name, a, "a");
     same_dtype(name, a, "a", b, "b");
     same_dtype(name, a, "a", out, "out");
     need_broadcast_of(name, a, "a", b, "b", out, "out");
-    K::binary(args->op, a, &b, out, 1.0f);
+    L2C_LAYERS_RUN(dev, binary, args->op, a, &b, out, 1.0f);
   });
 }
 
@@ -214,13 +222,13 @@ l2c_status l2c_broadcast_scale(const l2c_broadcast_scale_args *args) {
   const char *op = "scale";
   return entry(op, args, [&] {
     const l2c_tensor &x = req(op, args->x, "x"), &out = req(op, args->out, "out");
-    devices(op, {{&x, "x"}, {&out, "out"}});
+    const l2c_device dev = devices(op, {{&x, "x"}, {&out, "out"}});
     is_float(op, x, "x");
     same_dtype(op, x, "x", out, "out");
     need_broadcast(op, x, "x", out, "out");
     if (!std::isfinite(args->alpha))
       fail(L2C_INVALID_ARGUMENT, "scale: the factor must be finite (got " + std::to_string(args->alpha) + ")");
-    K::binary(K::EW_SCALE, x, nullptr, out, (float)args->alpha);
+    L2C_LAYERS_RUN(dev, binary, K::EW_SCALE, x, nullptr, out, (float)args->alpha);
   });
 }
 
@@ -229,14 +237,14 @@ l2c_status l2c_mul_backward(const l2c_mul_backward_args *args) {
   return entry(op, args, [&] {
     const l2c_tensor &dy = req(op, args->dy, "dy"), &a = req(op, args->a, "a"), &b = req(op, args->b, "b");
     const l2c_tensor *da = opt(op, args->da, "da"), *db = opt(op, args->db, "db");
-    devices(op, {{&dy, "dy"}, {&a, "a"}, {&b, "b"}, {da, "da"}, {db, "db"}});
+    const l2c_device dev = devices(op, {{&dy, "dy"}, {&a, "a"}, {&b, "b"}, {da, "da"}, {db, "db"}});
     is_float(op, dy, "dy");
     same_dtype(op, dy, "dy", a, "a");
     same_dtype(op, dy, "dy", b, "b");
     need_broadcast_of(op, a, "a", b, "b", dy, "dy");
     if (da) { same_dtype(op, dy, "dy", *da, "da"); need_numel(op, *da, "da", numel(a), "a's size"); }
     if (db) { same_dtype(op, dy, "dy", *db, "db"); need_numel(op, *db, "db", numel(b), "b's size"); }
-    K::mul_backward(dy, a, b, da, db);
+    L2C_LAYERS_RUN(dev, mul_backward, dy, a, b, da, db);
   });
 }
 
@@ -244,7 +252,7 @@ l2c_status l2c_sum(const l2c_sum_args *args) {
   const char *op = "sum";
   return entry(op, args, [&] {
     const l2c_tensor &x = req(op, args->x, "x"), &out = req(op, args->out, "out");
-    devices(op, {{&x, "x"}, {&out, "out"}});
+    const l2c_device dev = devices(op, {{&x, "x"}, {&out, "out"}});
     is_float(op, x, "x");
     is_float(op, out, "out");
     if (x.ndim < 32 && (args->reduce_mask >> x.ndim) != 0)
@@ -255,7 +263,7 @@ l2c_status l2c_sum(const l2c_sum_args *args) {
     for (int d = 0; d < x.ndim; d++)
       if (!((args->reduce_mask >> d) & 1u)) kept *= x.shape[d];
     need_numel(op, out, "out", kept, "the kept dims of x");
-    K::sum(x, args->reduce_mask, args->alpha, out);
+    L2C_LAYERS_RUN(dev, sum, x, args->reduce_mask, args->alpha, out);
   });
 }
 
@@ -264,7 +272,7 @@ l2c_status l2c_rms_norm_forward(const l2c_rms_norm_args *args) {
   return entry(op, args, [&] {
     const l2c_tensor &x = req(op, args->x, "x"), &y = req(op, args->y, "y"), &rstd = req(op, args->rstd, "rstd");
     const l2c_tensor *w = opt(op, args->weight, "weight");
-    devices(op, {{&x, "x"}, {w, "weight"}, {&y, "y"}, {&rstd, "rstd"}});
+    const l2c_device dev = devices(op, {{&x, "x"}, {w, "weight"}, {&y, "y"}, {&rstd, "rstd"}});
     is_float(op, x, "x");
     like(op, x, "x", y, "y");
     int64_t rows, D;
@@ -273,7 +281,7 @@ l2c_status l2c_rms_norm_forward(const l2c_rms_norm_args *args) {
     is_f32(op, rstd, "rstd");
     need_numel(op, rstd, "rstd", rows, "one per row of x");
     check_eps(op, args->eps);
-    K::rms_norm_forward(x.data, x.dtype, w ? w->data : nullptr, w ? w->dtype : L2C_FLOAT32, y.data,
+    L2C_LAYERS_RUN(dev, rms_norm_forward, x.data, x.dtype, w ? w->data : nullptr, w ? w->dtype : L2C_FLOAT32, y.data,
                         static_cast<float *>(rstd.data), rows, D, (float)args->eps);
   });
 }
@@ -284,7 +292,7 @@ l2c_status l2c_rms_norm_backward(const l2c_rms_norm_backward_args *args) {
     const l2c_tensor &dy = req(op, args->dy, "dy"), &x = req(op, args->x, "x"), &rstd = req(op, args->rstd, "rstd"),
                      &dx = req(op, args->dx, "dx");
     const l2c_tensor *w = opt(op, args->weight, "weight"), *dw = opt(op, args->dweight, "dweight");
-    devices(op, {{&dy, "dy"}, {&x, "x"}, {w, "weight"}, {&rstd, "rstd"}, {&dx, "dx"}, {dw, "dweight"}});
+    const l2c_device dev = devices(op, {{&dy, "dy"}, {&x, "x"}, {w, "weight"}, {&rstd, "rstd"}, {&dx, "dx"}, {dw, "dweight"}});
     is_float(op, x, "x");
     like(op, x, "x", dy, "dy");
     like(op, x, "x", dx, "dx");
@@ -295,7 +303,7 @@ l2c_status l2c_rms_norm_backward(const l2c_rms_norm_backward_args *args) {
     if (dw) { is_f32(op, *dw, "dweight"); need_vec(op, *dw, "dweight", D); }
     is_f32(op, rstd, "rstd");
     need_numel(op, rstd, "rstd", rows, "one per row of x");
-    K::rms_norm_backward(dy.data, x.data, x.dtype, w ? w->data : nullptr, w ? w->dtype : L2C_FLOAT32,
+    L2C_LAYERS_RUN(dev, rms_norm_backward, dy.data, x.data, x.dtype, w ? w->data : nullptr, w ? w->dtype : L2C_FLOAT32,
                          static_cast<const float *>(rstd.data), dx.data, dw ? static_cast<float *>(dw->data) : nullptr,
                          rows, D);
   });
@@ -307,7 +315,7 @@ l2c_status l2c_layer_norm_forward(const l2c_layer_norm_args *args) {
     const l2c_tensor &x = req(op, args->x, "x"), &y = req(op, args->y, "y"), &mean = req(op, args->mean, "mean"),
                      &rstd = req(op, args->rstd, "rstd");
     const l2c_tensor *w = opt(op, args->weight, "weight"), *b = opt(op, args->bias, "bias");
-    devices(op, {{&x, "x"}, {w, "weight"}, {b, "bias"}, {&y, "y"}, {&mean, "mean"}, {&rstd, "rstd"}});
+    const l2c_device dev = devices(op, {{&x, "x"}, {w, "weight"}, {b, "bias"}, {&y, "y"}, {&mean, "mean"}, {&rstd, "rstd"}});
     is_float(op, x, "x");
     like(op, x, "x", y, "y");
     int64_t rows, D;
@@ -319,7 +327,7 @@ l2c_status l2c_layer_norm_forward(const l2c_layer_norm_args *args) {
     need_numel(op, mean, "mean", rows, "one per row of x");
     need_numel(op, rstd, "rstd", rows, "one per row of x");
     check_eps(op, args->eps);
-    K::layer_norm_forward(x.data, x.dtype, w ? w->data : nullptr, w ? w->dtype : L2C_FLOAT32, b ? b->data : nullptr,
+    L2C_LAYERS_RUN(dev, layer_norm_forward, x.data, x.dtype, w ? w->data : nullptr, w ? w->dtype : L2C_FLOAT32, b ? b->data : nullptr,
                           b ? b->dtype : L2C_FLOAT32, y.data, static_cast<float *>(mean.data),
                           static_cast<float *>(rstd.data), rows, D, (float)args->eps);
   });
@@ -332,7 +340,7 @@ l2c_status l2c_layer_norm_backward(const l2c_layer_norm_backward_args *args) {
                      &rstd = req(op, args->rstd, "rstd"), &dx = req(op, args->dx, "dx");
     const l2c_tensor *w = opt(op, args->weight, "weight"), *dw = opt(op, args->dweight, "dweight"),
                      *db = opt(op, args->dbias, "dbias");
-    devices(op, {{&dy, "dy"}, {&x, "x"}, {w, "weight"}, {&mean, "mean"}, {&rstd, "rstd"}, {&dx, "dx"},
+    const l2c_device dev = devices(op, {{&dy, "dy"}, {&x, "x"}, {w, "weight"}, {&mean, "mean"}, {&rstd, "rstd"}, {&dx, "dx"},
                  {dw, "dweight"}, {db, "dbias"}});
     is_float(op, x, "x");
     like(op, x, "x", dy, "dy");
@@ -347,7 +355,7 @@ l2c_status l2c_layer_norm_backward(const l2c_layer_norm_backward_args *args) {
     is_f32(op, rstd, "rstd");
     need_numel(op, mean, "mean", rows, "one per row of x");
     need_numel(op, rstd, "rstd", rows, "one per row of x");
-    K::layer_norm_backward(dy.data, x.data, x.dtype, w ? w->data : nullptr, w ? w->dtype : L2C_FLOAT32,
+    L2C_LAYERS_RUN(dev, layer_norm_backward, dy.data, x.data, x.dtype, w ? w->data : nullptr, w ? w->dtype : L2C_FLOAT32,
                            static_cast<const float *>(mean.data), static_cast<const float *>(rstd.data), dx.data,
                            dw ? static_cast<float *>(dw->data) : nullptr, db ? static_cast<float *>(db->data) : nullptr,
                            rows, D);
@@ -358,13 +366,13 @@ l2c_status l2c_l2_normalize_forward(const l2c_l2_normalize_args *args) {
   const char *op = "l2_normalize";
   return entry(op, args, [&] {
     const l2c_tensor &x = req(op, args->x, "x"), &y = req(op, args->y, "y");
-    devices(op, {{&x, "x"}, {&y, "y"}});
+    const l2c_device dev = devices(op, {{&x, "x"}, {&y, "y"}});
     is_float(op, x, "x");
     like(op, x, "x", y, "y");
     int64_t rows, D;
     rows_dim(op, x, "x", rows, D);
     check_eps(op, args->eps);
-    K::l2_normalize_forward(x.data, x.dtype, y.data, rows, D, (float)args->eps);
+    L2C_LAYERS_RUN(dev, l2_normalize_forward, x.data, x.dtype, y.data, rows, D, (float)args->eps);
   });
 }
 
@@ -372,14 +380,14 @@ l2c_status l2c_l2_normalize_backward(const l2c_l2_normalize_backward_args *args)
   const char *op = "l2_normalize_backward";
   return entry(op, args, [&] {
     const l2c_tensor &dy = req(op, args->dy, "dy"), &x = req(op, args->x, "x"), &dx = req(op, args->dx, "dx");
-    devices(op, {{&dy, "dy"}, {&x, "x"}, {&dx, "dx"}});
+    const l2c_device dev = devices(op, {{&dy, "dy"}, {&x, "x"}, {&dx, "dx"}});
     is_float(op, x, "x");
     like(op, x, "x", dy, "dy");
     like(op, x, "x", dx, "dx");
     int64_t rows, D;
     rows_dim(op, x, "x", rows, D);
     check_eps(op, args->eps);
-    K::l2_normalize_backward(dy.data, x.data, x.dtype, dx.data, rows, D, (float)args->eps);
+    L2C_LAYERS_RUN(dev, l2_normalize_backward, dy.data, x.data, x.dtype, dx.data, rows, D, (float)args->eps);
   });
 }
 
@@ -387,12 +395,12 @@ l2c_status l2c_softmax_forward(const l2c_softmax_args *args) {
   const char *op = "softmax";
   return entry(op, args, [&] {
     const l2c_tensor &x = req(op, args->x, "x"), &y = req(op, args->y, "y");
-    devices(op, {{&x, "x"}, {&y, "y"}});
+    const l2c_device dev = devices(op, {{&x, "x"}, {&y, "y"}});
     is_float(op, x, "x");
     like(op, x, "x", y, "y");
     int64_t rows, D;
     rows_dim(op, x, "x", rows, D);
-    K::softmax_forward(x.data, x.dtype, y.data, rows, D);
+    L2C_LAYERS_RUN(dev, softmax_forward, x.data, x.dtype, y.data, rows, D);
   });
 }
 
@@ -400,13 +408,13 @@ l2c_status l2c_softmax_backward(const l2c_softmax_backward_args *args) {
   const char *op = "softmax_backward";
   return entry(op, args, [&] {
     const l2c_tensor &dy = req(op, args->dy, "dy"), &y = req(op, args->y, "y"), &dx = req(op, args->dx, "dx");
-    devices(op, {{&dy, "dy"}, {&y, "y"}, {&dx, "dx"}});
+    const l2c_device dev = devices(op, {{&dy, "dy"}, {&y, "y"}, {&dx, "dx"}});
     is_float(op, y, "y");
     like(op, y, "y", dy, "dy");
     like(op, y, "y", dx, "dx");
     int64_t rows, D;
     rows_dim(op, y, "y", rows, D);
-    K::softmax_backward(dy.data, y.data, y.dtype, dx.data, rows, D);
+    L2C_LAYERS_RUN(dev, softmax_backward, dy.data, y.data, y.dtype, dx.data, rows, D);
   });
 }
 
@@ -427,10 +435,10 @@ l2c_status l2c_activation_forward(const l2c_activation_args *args) {
   return entry(op, args, [&] {
     const l2c_tensor &x = req(op, args->x, "x"), &y = req(op, args->y, "y");
     check_kind(op, args->kind);
-    devices(op, {{&x, "x"}, {&y, "y"}});
+    const l2c_device dev = devices(op, {{&x, "x"}, {&y, "y"}});
     is_float(op, x, "x");
     like(op, x, "x", y, "y");
-    K::activation_forward(args->kind, x.data, x.dtype, y.data, numel(x));
+    L2C_LAYERS_RUN(dev, activation_forward, args->kind, x.data, x.dtype, y.data, numel(x));
   });
 }
 
@@ -439,11 +447,11 @@ l2c_status l2c_activation_backward(const l2c_activation_backward_args *args) {
   return entry(op, args, [&] {
     const l2c_tensor &dy = req(op, args->dy, "dy"), &x = req(op, args->x, "x"), &dx = req(op, args->dx, "dx");
     check_kind(op, args->kind);
-    devices(op, {{&dy, "dy"}, {&x, "x"}, {&dx, "dx"}});
+    const l2c_device dev = devices(op, {{&dy, "dy"}, {&x, "x"}, {&dx, "dx"}});
     is_float(op, x, "x");
     like(op, x, "x", dy, "dy");
     like(op, x, "x", dx, "dx");
-    K::activation_backward(args->kind, dy.data, x.data, x.dtype, dx.data, numel(x));
+    L2C_LAYERS_RUN(dev, activation_backward, args->kind, dy.data, x.data, x.dtype, dx.data, numel(x));
   });
 }
 
@@ -451,11 +459,11 @@ l2c_status l2c_swiglu_forward(const l2c_swiglu_args *args) {
   const char *op = "swiglu";
   return entry(op, args, [&] {
     const l2c_tensor &g = req(op, args->gate, "gate"), &u = req(op, args->up, "up"), &o = req(op, args->out, "out");
-    devices(op, {{&g, "gate"}, {&u, "up"}, {&o, "out"}});
+    const l2c_device dev = devices(op, {{&g, "gate"}, {&u, "up"}, {&o, "out"}});
     is_float(op, g, "gate");
     like(op, g, "gate", u, "up");
     like(op, g, "gate", o, "out");
-    K::swiglu_forward(g.data, u.data, g.dtype, o.data, numel(g));
+    L2C_LAYERS_RUN(dev, swiglu_forward, g.data, u.data, g.dtype, o.data, numel(g));
   });
 }
 
@@ -464,13 +472,13 @@ l2c_status l2c_swiglu_backward(const l2c_swiglu_backward_args *args) {
   return entry(op, args, [&] {
     const l2c_tensor &dy = req(op, args->dy, "dy"), &g = req(op, args->gate, "gate"), &u = req(op, args->up, "up"),
                      &dg = req(op, args->dgate, "dgate"), &du = req(op, args->dup, "dup");
-    devices(op, {{&dy, "dy"}, {&g, "gate"}, {&u, "up"}, {&dg, "dgate"}, {&du, "dup"}});
+    const l2c_device dev = devices(op, {{&dy, "dy"}, {&g, "gate"}, {&u, "up"}, {&dg, "dgate"}, {&du, "dup"}});
     is_float(op, g, "gate");
     like(op, g, "gate", u, "up");
     like(op, g, "gate", dy, "dy");
     like(op, g, "gate", dg, "dgate");
     like(op, g, "gate", du, "dup");
-    K::swiglu_backward(dy.data, g.data, u.data, g.dtype, dg.data, du.data, numel(g));
+    L2C_LAYERS_RUN(dev, swiglu_backward, dy.data, g.data, u.data, g.dtype, dg.data, du.data, numel(g));
   });
 }
 
@@ -492,7 +500,7 @@ l2c_status l2c_masked_mean_pool_forward(const l2c_masked_mean_pool_args *args) {
   const char *op = "masked_mean_pool";
   return entry(op, args, [&] {
     const l2c_tensor &h = req(op, args->hidden, "hidden"), &m = req(op, args->mask, "mask"), &o = req(op, args->out, "out");
-    devices(op, {{&h, "hidden"}, {&m, "mask"}, {&o, "out"}});
+    const l2c_device dev = devices(op, {{&h, "hidden"}, {&m, "mask"}, {&o, "out"}});
     is_float(op, h, "hidden");
     same_dtype(op, h, "hidden", o, "out");
     if (h.ndim != 3) fail(L2C_SHAPE_MISMATCH, std::string(op) + ": " + desc("hidden", h) + " must be [B,S,H]");
@@ -501,7 +509,7 @@ l2c_status l2c_masked_mean_pool_forward(const l2c_masked_mean_pool_args *args) {
     if (o.ndim != 2 || o.shape[0] != B || o.shape[1] != H)
       fail(L2C_SHAPE_MISMATCH, std::string(op) + ": " + desc("out", o) + " must be [B,H] = [" + std::to_string(B) + "," +
                                    std::to_string(H) + "]");
-    K::masked_mean_pool_forward(h.data, h.dtype, m.data, m.dtype, o.data, B, S, H);
+    L2C_LAYERS_RUN(dev, masked_mean_pool_forward, h.data, h.dtype, m.data, m.dtype, o.data, B, S, H);
   });
 }
 
@@ -509,7 +517,7 @@ l2c_status l2c_masked_mean_pool_backward(const l2c_masked_mean_pool_backward_arg
   const char *op = "masked_mean_pool_backward";
   return entry(op, args, [&] {
     const l2c_tensor &dy = req(op, args->dy, "dy"), &m = req(op, args->mask, "mask"), &dh = req(op, args->dhidden, "dhidden");
-    devices(op, {{&dy, "dy"}, {&m, "mask"}, {&dh, "dhidden"}});
+    const l2c_device dev = devices(op, {{&dy, "dy"}, {&m, "mask"}, {&dh, "dhidden"}});
     is_float(op, dy, "dy");
     same_dtype(op, dy, "dy", dh, "dhidden");
     if (dh.ndim != 3) fail(L2C_SHAPE_MISMATCH, std::string(op) + ": " + desc("dhidden", dh) + " must be [B,S,H]");
@@ -518,7 +526,7 @@ l2c_status l2c_masked_mean_pool_backward(const l2c_masked_mean_pool_backward_arg
     if (dy.ndim != 2 || dy.shape[0] != B || dy.shape[1] != H)
       fail(L2C_SHAPE_MISMATCH, std::string(op) + ": " + desc("dy", dy) + " must be [B,H] = [" + std::to_string(B) + "," +
                                    std::to_string(H) + "]");
-    K::masked_mean_pool_backward(dy.data, dy.dtype, m.data, m.dtype, dh.data, B, S, H);
+    L2C_LAYERS_RUN(dev, masked_mean_pool_backward, dy.data, dy.dtype, m.data, m.dtype, dh.data, B, S, H);
   });
 }
 

@@ -1,5 +1,6 @@
 // api_train.cc: the C ABI entries of the train kernels (l2c_train.h): argument checks with
-// typed errors naming the argument, then dispatch to the backend (CPU only for now).
+// typed errors naming the argument, then dispatch to the backend of the tensors' device
+// (cpu/train.h or train_cuda.h).
 #include <cmath>
 #include <string>
 #include <vector>
@@ -7,6 +8,7 @@
 #include "api_util.h"
 #include "backend.h"
 #include "../cpu/train.h"
+#include "train_cuda.h"
 
 namespace {
 
@@ -16,8 +18,9 @@ using namespace l2c::api;
 std::string str(int64_t v) { return std::to_string(v); }
 
 // check_form on every tensor given (null entries skipped), then one device for all of them
-// (DEVICE_MISMATCH), which must be the CPU in this version.
-void same_cpu(const char *op, std::initializer_list<std::pair<const l2c_tensor *, const char *>> ts) {
+// (DEVICE_MISMATCH), which must exist (DEVICE_UNAVAILABLE). Returns it (the CPU when no
+// tensor is given).
+l2c_device one_device(const char *op, std::initializer_list<std::pair<const l2c_tensor *, const char *>> ts) {
   const l2c_tensor *first = nullptr;
   const char *first_name = nullptr;
   for (auto &t : ts) {
@@ -31,11 +34,12 @@ void same_cpu(const char *op, std::initializer_list<std::pair<const l2c_tensor *
                                     device_str(t.first->device));
     }
   }
-  if (first) {
-    check_device(first->device, op);
-    require_cpu(first->device, op);
-  }
+  if (!first) return l2c_device{L2C_CPU, 0};
+  check_device(first->device, op);
+  return first->device;
 }
+
+bool on_cuda(const l2c_device &d) { return d.type == L2C_CUDA; }
 
 void need(const l2c_tensor *t, const std::string &what) {
   if (!t) fail(L2C_INVALID_ARGUMENT, what + ": null tensor");
@@ -64,19 +68,20 @@ void check_ndim(const l2c_tensor &t, int nd, const std::string &what, const char
 
 // ---- embedding ----
 
-void check_embedding(const l2c_embedding_args *a, bool backward) {
+l2c_device check_embedding(const l2c_embedding_args *a, bool backward) {
   const char *op = backward ? "embedding_backward" : "embedding";
   const std::string o(op);
   if (!a) fail(L2C_INVALID_ARGUMENT, o + ": null arguments");
   need(a->ids, o + ": ids");
+  l2c_device dev;
   if (backward) {
     need(a->dy, o + ": dy");
     need(a->dweight, o + ": dweight");
-    same_cpu(op, {{a->ids, "ids"}, {a->dy, "dy"}, {a->dweight, "dweight"}});
+    dev = one_device(op, {{a->ids, "ids"}, {a->dy, "dy"}, {a->dweight, "dweight"}});
   } else {
     need(a->weight, o + ": weight");
     need(a->out, o + ": out");
-    same_cpu(op, {{a->ids, "ids"}, {a->weight, "weight"}, {a->out, "out"}});
+    dev = one_device(op, {{a->ids, "ids"}, {a->weight, "weight"}, {a->out, "out"}});
   }
   const l2c_tensor &ids = *a->ids;
   check_dtype(ids, L2C_INT32, o + ": ids");
@@ -102,11 +107,12 @@ void check_embedding(const l2c_embedding_args *a, bool backward) {
   if (backward && a->has_padding_idx && (a->padding_idx < 0 || a->padding_idx >= table.shape[0]))
     fail(L2C_INVALID_ARGUMENT, o + ": padding_idx " + str(a->padding_idx) + " is outside [0, " +
                                    str(table.shape[0]) + ")");
+  return dev;
 }
 
 // ---- cross-entropy ----
 
-void check_cross_entropy(const l2c_cross_entropy_args *a, bool backward, l2c::cpu::CrossEntropyParams &p) {
+l2c_device check_cross_entropy(const l2c_cross_entropy_args *a, bool backward, l2c::CrossEntropyParams &p) {
   const char *op = backward ? "cross_entropy_backward" : "cross_entropy";
   const std::string o(op);
   if (!a) fail(L2C_INVALID_ARGUMENT, o + ": null arguments");
@@ -122,7 +128,7 @@ void check_cross_entropy(const l2c_cross_entropy_args *a, bool backward, l2c::cp
   } else {
     need(a->loss, o + ": loss");
   }
-  same_cpu(op, {{a->hidden, "hidden"}, {a->weight, "weight"}, {a->targets, "targets"},
+  const l2c_device dev = one_device(op, {{a->hidden, "hidden"}, {a->weight, "weight"}, {a->targets, "targets"},
                 {a->lse, "lse"}, {a->bias, "bias"}, {backward ? a->dhidden : a->loss, backward ? "dhidden" : "loss"},
                 {backward ? a->dweight : nullptr, "dweight"}, {backward ? a->dbias : nullptr, "dbias"}});
   const l2c_tensor &h = *a->hidden, &w = *a->weight, &t = *a->targets, &lse = *a->lse;
@@ -184,6 +190,7 @@ void check_cross_entropy(const l2c_cross_entropy_args *a, bool backward, l2c::cp
   p.mean = a->reduction == L2C_REDUCTION_MEAN;
   p.chunk_size = a->chunk_size > 0 ? a->chunk_size : 4096;
   p.grad_loss = a->grad_loss;
+  return dev;
 }
 
 // ---- adamw ----
@@ -207,32 +214,44 @@ extern "C" {
 
 l2c_status l2c_embedding_forward(const l2c_embedding_args *args) {
   return guarded([&] {
-    check_embedding(args, false);
-    l2c::cpu::embedding_forward(*args->weight, *args->ids, *args->out);
+    const l2c_device d = check_embedding(args, false);
+    if (on_cuda(d))
+      l2c::cuda::embedding_forward(d.index, *args->weight, *args->ids, *args->out);
+    else
+      l2c::cpu::embedding_forward(*args->weight, *args->ids, *args->out);
   });
 }
 
 l2c_status l2c_embedding_backward(const l2c_embedding_args *args) {
   return guarded([&] {
-    check_embedding(args, true);
-    l2c::cpu::embedding_backward(*args->dy, *args->ids, *args->dweight,
-                                 args->has_padding_idx ? args->padding_idx : -1);
+    const l2c_device d = check_embedding(args, true);
+    const int64_t pad = args->has_padding_idx ? args->padding_idx : -1;
+    if (on_cuda(d))
+      l2c::cuda::embedding_backward(d.index, *args->dy, *args->ids, *args->dweight, pad);
+    else
+      l2c::cpu::embedding_backward(*args->dy, *args->ids, *args->dweight, pad);
   });
 }
 
 l2c_status l2c_cross_entropy_forward(const l2c_cross_entropy_args *args) {
   return guarded([&] {
-    l2c::cpu::CrossEntropyParams p;
-    check_cross_entropy(args, false, p);
-    l2c::cpu::cross_entropy_forward(p);
+    l2c::CrossEntropyParams p;
+    const l2c_device d = check_cross_entropy(args, false, p);
+    if (on_cuda(d))
+      l2c::cuda::cross_entropy_forward(d.index, p);
+    else
+      l2c::cpu::cross_entropy_forward(p);
   });
 }
 
 l2c_status l2c_cross_entropy_backward(const l2c_cross_entropy_args *args) {
   return guarded([&] {
-    l2c::cpu::CrossEntropyParams p;
-    check_cross_entropy(args, true, p);
-    l2c::cpu::cross_entropy_backward(p);
+    l2c::CrossEntropyParams p;
+    const l2c_device d = check_cross_entropy(args, true, p);
+    if (on_cuda(d))
+      l2c::cuda::cross_entropy_backward(d.index, p);
+    else
+      l2c::cpu::cross_entropy_backward(p);
   });
 }
 
@@ -247,8 +266,9 @@ l2c_status l2c_adamw(const l2c_adamw_args *a) {
     check_list(op, n, a->grads, "grads");
     check_list(op, n, a->exp_avg, "exp_avg");
     check_list(op, n, a->exp_avg_sq, "exp_avg_sq");
+    l2c_device dev{L2C_CPU, 0};
     if (n > 0) {
-      same_cpu(op, {{&a->params[0], "params[0]"}, {&a->grads[0], "grads[0]"},
+      dev = one_device(op, {{&a->params[0], "params[0]"}, {&a->grads[0], "grads[0]"},
                     {&a->exp_avg[0], "exp_avg[0]"}, {&a->exp_avg_sq[0], "exp_avg_sq[0]"}});
     }
     auto finite_in = [&](double v, double lo, double hi, const char *name, bool hi_open) {
@@ -264,7 +284,7 @@ l2c_status l2c_adamw(const l2c_adamw_args *a) {
     finite_in(a->weight_decay, 0, INFINITY, "weight_decay", false);
     if (a->step < 1) fail(L2C_INVALID_ARGUMENT, "adamw: step " + str(a->step) + " must be >= 1");
     if (std::isnan(a->max_grad_norm)) fail(L2C_INVALID_ARGUMENT, "adamw: max_grad_norm is NaN");
-    std::vector<l2c::cpu::AdamWParam> ps;
+    std::vector<l2c::AdamWParam> ps;
     for (int32_t i = 0; i < n; i++) {
       const l2c_tensor &p = a->params[i], &g = a->grads[i], &m = a->exp_avg[i], &v = a->exp_avg_sq[i];
       const l2c_tensor *ms = a->master ? a->master[i] : nullptr;
@@ -294,9 +314,9 @@ l2c_status l2c_adamw(const l2c_adamw_args *a) {
       }
       ps.push_back({&p, &g, &m, &v, ms, a->decay ? a->decay[i] != 0 : true});
     }
-    l2c::cpu::AdamWHyper h{a->lr, a->beta1, a->beta2, a->eps, a->weight_decay, a->step, a->max_grad_norm};
+    l2c::AdamWHyper h{a->lr, a->beta1, a->beta2, a->eps, a->weight_decay, a->step, a->max_grad_norm};
     bool skipped = false;
-    *a->grad_norm = l2c::cpu::adamw(ps, h, &skipped);
+    *a->grad_norm = on_cuda(dev) ? l2c::cuda::adamw(dev.index, ps, h, &skipped) : l2c::cpu::adamw(ps, h, &skipped);
     *a->skipped = skipped ? 1 : 0;
   });
 }
@@ -311,8 +331,8 @@ l2c_status l2c_grad_norm(int32_t n, const l2c_tensor *grads, double *out) {
       check_float(grads[i], item("grad_norm: grads", i).c_str());
       gs.push_back(&grads[i]);
     }
-    if (n > 0) same_cpu("grad_norm", {{&grads[0], "grads[0]"}});
-    *out = l2c::cpu::grad_norm(gs);
+    const l2c_device dev = n > 0 ? one_device("grad_norm", {{&grads[0], "grads[0]"}}) : l2c_device{L2C_CPU, 0};
+    *out = on_cuda(dev) ? l2c::cuda::grad_norm(dev.index, gs) : l2c::cpu::grad_norm(gs);
   });
 }
 
@@ -321,7 +341,7 @@ l2c_status l2c_permute(const l2c_permute_args *a) {
     if (!a) fail(L2C_INVALID_ARGUMENT, "permute: null arguments");
     need(a->x, "permute: x");
     need(a->out, "permute: out");
-    same_cpu("permute", {{a->x, "x"}, {a->out, "out"}});
+    const l2c_device dev = one_device("permute", {{a->x, "x"}, {a->out, "out"}});
     const l2c_tensor &x = *a->x, &o = *a->out;
     check_dtype(o, x.dtype, "permute: out");
     if (o.ndim != x.ndim)
@@ -336,7 +356,10 @@ l2c_status l2c_permute(const l2c_permute_args *a) {
         fail(L2C_SHAPE_MISMATCH, "permute: " + desc("out", o) + " dim " + str(i) + " must be x's dim " + str(d) +
                                      " of " + desc("x", x));
     }
-    l2c::cpu::permute(x, o, a->dims);
+    if (on_cuda(dev))
+      l2c::cuda::permute(dev.index, x, o, a->dims);
+    else
+      l2c::cpu::permute(x, o, a->dims);
   });
 }
 
@@ -348,7 +371,7 @@ static void concat_entry(const l2c_concat_args *a, bool split) {
   need(a->whole, o + (split ? ": x" : ": out"));
   check_list(op, a->n, a->parts, split ? "outputs" : "inputs");
   const l2c_tensor &w = *a->whole;
-  same_cpu(op, {{a->whole, split ? "x" : "out"}, {&a->parts[0], split ? "outputs[0]" : "inputs[0]"}});
+  const l2c_device dev = one_device(op, {{a->whole, split ? "x" : "out"}, {&a->parts[0], split ? "outputs[0]" : "inputs[0]"}});
   if (a->dim < 0 || a->dim >= w.ndim)
     fail(L2C_INVALID_ARGUMENT, o + ": dim " + str(a->dim) + " is outside [0, " + str(w.ndim) + ")");
   int64_t sum = 0;
@@ -368,7 +391,10 @@ static void concat_entry(const l2c_concat_args *a, bool split) {
   if (sum != w.shape[a->dim])
     fail(L2C_SHAPE_MISMATCH, o + ": the parts' sizes along dim " + str(a->dim) + " add up to " + str(sum) +
                                  ", not " + str(w.shape[a->dim]));
-  l2c::cpu::concat(parts, w, a->dim, split);
+  if (on_cuda(dev))
+    l2c::cuda::concat(dev.index, parts, w, a->dim, split);
+  else
+    l2c::cpu::concat(parts, w, a->dim, split);
 }
 
 l2c_status l2c_concat(const l2c_concat_args *args) {
@@ -384,7 +410,7 @@ static void slice_entry(const l2c_slice_args *a, bool backward) {
   if (!a) fail(L2C_INVALID_ARGUMENT, o + ": null arguments");
   need(a->whole, o + ": whole");
   need(a->part, o + ": part");
-  same_cpu(op, {{a->whole, "whole"}, {a->part, "part"}});
+  const l2c_device dev = one_device(op, {{a->whole, "whole"}, {a->part, "part"}});
   const l2c_tensor &w = *a->whole, &p = *a->part;
   check_dtype(p, w.dtype, o + ": part");
   if (a->dim < 0 || a->dim >= w.ndim)
@@ -395,10 +421,16 @@ static void slice_entry(const l2c_slice_args *a, bool backward) {
   if (a->start < 0 || a->start > w.shape[a->dim] - p.shape[a->dim])
     fail(L2C_INVALID_ARGUMENT, o + ": [" + str(a->start) + ", " + str(a->start + p.shape[a->dim]) +
                                    ") is outside [0, " + str(w.shape[a->dim]) + ") along dim " + str(a->dim));
-  if (backward)
+  if (on_cuda(dev)) {
+    if (backward)
+      l2c::cuda::slice_backward(dev.index, w, p, a->dim, a->start);
+    else
+      l2c::cuda::slice_forward(dev.index, w, p, a->dim, a->start);
+  } else if (backward) {
     l2c::cpu::slice_backward(w, p, a->dim, a->start);
-  else
+  } else {
     l2c::cpu::slice_forward(w, p, a->dim, a->start);
+  }
 }
 
 l2c_status l2c_slice_forward(const l2c_slice_args *args) {
@@ -414,7 +446,7 @@ static void patchify_entry(const l2c_patchify_args *a, bool backward) {
   if (!a) fail(L2C_INVALID_ARGUMENT, o + ": null arguments");
   need(a->images, o + ": images");
   need(a->patches, o + ": patches");
-  same_cpu(op, {{a->images, "images"}, {a->patches, "patches"}});
+  const l2c_device dev = one_device(op, {{a->images, "images"}, {a->patches, "patches"}});
   const l2c_tensor &im = *a->images, &pt = *a->patches;
   check_dtype(pt, im.dtype, o + ": patches");
   check_ndim(im, 4, o + ": images", "[B,C,H,W]");
@@ -427,7 +459,10 @@ static void patchify_entry(const l2c_patchify_args *a, bool backward) {
   if (pt.ndim != 3 || pt.shape[0] != B || pt.shape[1] != (H / p) * (W / p) || pt.shape[2] != C * p * p)
     fail(L2C_SHAPE_MISMATCH, o + ": " + desc("patches", pt) + " must be [" + str(B) + "," +
                                  str((H / p) * (W / p)) + "," + str(C * p * p) + "]");
-  l2c::cpu::patchify(im, pt, p, backward);
+  if (on_cuda(dev))
+    l2c::cuda::patchify(dev.index, im, pt, p, backward);
+  else
+    l2c::cpu::patchify(im, pt, p, backward);
 }
 
 l2c_status l2c_patchify_forward(const l2c_patchify_args *args) {

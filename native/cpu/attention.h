@@ -3,21 +3,14 @@
 #pragma once
 #include <cstdint>
 
+#include "attention_params.h"
 #include "llm2clip.h"
 
 namespace l2c {
 namespace cpu {
 
-// Contiguous tensors: q, out, dout, dq [B,S,Hq,D]; k, v, dk, dv [B,S,Hkv,D]; lse
-// [B,Hq,S] float32; mask [B,S] int32 or null. dt: the dtype of every q/k/v-shaped tensor.
-struct AttentionParams {
-  const void *q = nullptr, *k = nullptr, *v = nullptr;
-  const int32_t *mask = nullptr;
-  l2c_dtype dt = L2C_FLOAT32;
-  int64_t B = 0, S = 0, Hq = 0, Hkv = 1, D = 0;
-  float scale = 1;
-  bool causal = false;
-};
+// The parameters (core/attention_params.h) are shared with the CUDA backend.
+using ::l2c::AttentionParams;
 
 // Writes out and lse.
 void attention_forward(const AttentionParams &p, void *out, float *lse);

@@ -80,66 +80,10 @@ EwFn ew_fn(int op, bool as, bool bs) {
   }
 }
 
-// The broadcast walk: nd collapsed dims of the output (outermost first), each operand's
-// element stride per dim (0 = broadcast).
-struct Plan {
-  int nd = 0;
-  int64_t size[L2C_MAX_DIMS];
-  int64_t st[2][L2C_MAX_DIMS];
-};
-
-Plan make_plan(const l2c_tensor &out, const l2c_tensor *const *ops, int nops) {
-  Plan p;
-  int n = out.ndim;
-  int64_t tmp_size[L2C_MAX_DIMS], tmp_st[2][L2C_MAX_DIMS];
-  int64_t cstride[2] = {1, 1};
-  // Strides of each operand, innermost first.
-  int k = 0;
-  int64_t osz[L2C_MAX_DIMS], ost[2][L2C_MAX_DIMS];
-  for (int d = n - 1; d >= 0; d--) {
-    osz[d] = out.shape[d];
-    for (int j = 0; j < nops; j++) {
-      int od = d - (n - ops[j]->ndim);
-      int64_t s = od >= 0 ? ops[j]->shape[od] : 1;
-      ost[j][d] = (s == 1) ? 0 : cstride[j];
-      cstride[j] *= s;
-    }
-  }
-  for (int d = 0; d < n; d++) {
-    if (osz[d] == 1) continue;
-    tmp_size[k] = osz[d];
-    for (int j = 0; j < 2; j++) tmp_st[j][k] = j < nops ? ost[j][d] : 0;
-    k++;
-  }
-  if (k == 0) {
-    p.nd = 1;
-    p.size[0] = 1;
-    p.st[0][0] = p.st[1][0] = 0;
-    return p;
-  }
-  // Merge dim i into its outer neighbour when every operand is contiguous across them.
-  p.nd = 1;
-  p.size[0] = tmp_size[0];
-  p.st[0][0] = tmp_st[0][0];
-  p.st[1][0] = tmp_st[1][0];
-  for (int i = 1; i < k; i++) {
-    int q = p.nd - 1;
-    bool merge = true;
-    for (int j = 0; j < 2; j++)
-      if (p.st[j][q] != tmp_st[j][i] * tmp_size[i]) merge = false;
-    if (merge) {
-      p.size[q] *= tmp_size[i];
-      p.st[0][q] = tmp_st[0][i];
-      p.st[1][q] = tmp_st[1][i];
-    } else {
-      p.size[p.nd] = tmp_size[i];
-      p.st[0][p.nd] = tmp_st[0][i];
-      p.st[1][p.nd] = tmp_st[1][i];
-      p.nd++;
-    }
-  }
-  return p;
-}
+using ::l2c::layers::Dims;
+using ::l2c::layers::Plan;
+using ::l2c::layers::make_plan;
+using ::l2c::layers::reduce_dims;
 
 // One inner segment of n outputs: converts 16-bit operands through buffers of 256.
 void ew_segment(int op, const void *a, l2c_dtype adt, bool as, const void *b, l2c_dtype bdt,
@@ -176,25 +120,6 @@ void ew_segment(int op, const void *a, l2c_dtype adt, bool as, const void *b, l2
 }
 
 // ---- reductions ----
-
-// A set of dims (outermost first) with x's element strides; offset(i) of a linear index.
-struct Dims {
-  int n = 0;
-  int64_t size[L2C_MAX_DIMS], stride[L2C_MAX_DIMS];
-  int64_t count() const {
-    int64_t c = 1;
-    for (int d = 0; d < n; d++) c *= size[d];
-    return c;
-  }
-  int64_t offset(int64_t idx) const {
-    int64_t off = 0;
-    for (int d = n - 1; d >= 0; d--) {
-      off += (idx % size[d]) * stride[d];
-      idx /= size[d];
-    }
-    return off;
-  }
-};
 
 L2C_TARGET_AVX512 float sum_block_avx512(const void *p, l2c_dtype dt, int64_t n) {
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -345,46 +270,20 @@ void sum(const l2c_tensor &x, uint32_t mask, double alpha, const l2c_tensor &out
     return;
   }
   // Collapse: drop size-1 dims, merge neighbours of the same kind.
-  int64_t sizes[L2C_MAX_DIMS], strides[L2C_MAX_DIMS];
-  bool red[L2C_MAX_DIMS];
-  int n = 0;
-  int64_t stride = 1;
-  int64_t xs[L2C_MAX_DIMS];
-  for (int d = x.ndim - 1; d >= 0; d--) { xs[d] = stride; stride *= x.shape[d]; }
-  for (int d = 0; d < x.ndim; d++) {
-    if (x.shape[d] == 1) continue;
-    bool r = (mask >> d) & 1u;
-    if (n > 0 && red[n - 1] == r) {
-      sizes[n - 1] *= x.shape[d];
-      strides[n - 1] = xs[d];
-    } else {
-      sizes[n] = x.shape[d];
-      strides[n] = xs[d];
-      red[n] = r;
-      n++;
-    }
-  }
-  bool any_red = false;
-  for (int i = 0; i < n; i++) any_red |= red[i];
-  if (!any_red) {  // nothing summed: out = alpha * x
+  Dims K, R;
+  bool inner_red = false;
+  if (!reduce_dims(x, mask, K, R, inner_red)) {  // nothing summed: out = alpha * x
     l2c_tensor o = out;
     o.ndim = x.ndim;
     for (int d = 0; d < x.ndim; d++) o.shape[d] = x.shape[d];
     binary(EW_SCALE, x, nullptr, o, (float)alpha);
     return;
   }
-  Dims K, R;
-  for (int i = 0; i < n; i++) {
-    Dims &t = red[i] ? R : K;
-    t.size[t.n] = sizes[i];
-    t.stride[t.n] = strides[i];
-    t.n++;
-  }
   const l2c_dtype dt = x.dtype, odt = out.dtype;
   const int64_t T = num_threads();
   const float falpha = (float)alpha;
 
-  if (red[n - 1]) {
+  if (inner_red) {
     // Innermost dim reduced: each output sums nr runs of L contiguous elements.
     const int64_t L = R.size[R.n - 1];
     R.n--;  // R now indexes the runs

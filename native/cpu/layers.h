@@ -7,15 +7,19 @@
 #pragma once
 #include <cstdint>
 
+#include "layers_params.h"
 #include "llm2clip.h"
 
 namespace l2c {
 namespace cpu {
 namespace layers {
 
-// Elementwise op codes of binary(): the three l2c_binary_op values, plus SCALE
-// (out = alpha * a, b absent).
-enum EwOp { EW_ADD = 0, EW_SUB = 1, EW_MUL = 2, EW_SCALE = 3 };
+// Elementwise op codes of binary() (core/layers_params.h, shared with the CUDA kernels).
+using ::l2c::layers::EwOp;
+using ::l2c::layers::EW_ADD;
+using ::l2c::layers::EW_SUB;
+using ::l2c::layers::EW_MUL;
+using ::l2c::layers::EW_SCALE;
 
 // out = a (op) b, or alpha * a for EW_SCALE (b null); a and b broadcast to out's shape
 // (numpy rules, checked by the caller). Each tensor may have its own float dtype.

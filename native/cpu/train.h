@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "llm2clip.h"
+#include "train_params.h"
 
 namespace l2c {
 namespace cpu {
@@ -17,28 +18,13 @@ void embedding_backward(const l2c_tensor &dy, const l2c_tensor &ids, const l2c_t
                         int64_t padding_idx);
 
 // ---- cross-entropy (train_xent.cc) ----
-struct CrossEntropyParams {
-  const l2c_tensor *hidden = nullptr, *weight = nullptr, *bias = nullptr, *targets = nullptr;
-  const l2c_tensor *loss = nullptr, *lse = nullptr;
-  const l2c_tensor *dhidden = nullptr, *dweight = nullptr, *dbias = nullptr;
-  int64_t ignore_index = -100;
-  bool mean = true;
-  int64_t chunk_size = 4096;
-  double grad_loss = 1;
-};
+using l2c::CrossEntropyParams;
 void cross_entropy_forward(const CrossEntropyParams &p);
 void cross_entropy_backward(const CrossEntropyParams &p);
 
 // ---- AdamW (train.cc) ----
-struct AdamWParam {
-  const l2c_tensor *param, *grad, *exp_avg, *exp_avg_sq, *master;  // master may be null
-  bool decay;
-};
-struct AdamWHyper {
-  double lr, beta1, beta2, eps, weight_decay;
-  int64_t step;
-  double max_grad_norm;  // <= 0: none
-};
+using l2c::AdamWParam;
+using l2c::AdamWHyper;
 double grad_norm(const std::vector<const l2c_tensor *> &grads);
 // Returns the norm; *skipped when it is not finite (nothing written then).
 double adamw(const std::vector<AdamWParam> &ps, const AdamWHyper &h, bool *skipped);

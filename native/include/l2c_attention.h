@@ -14,8 +14,14 @@
  * gradients in the backward.
  *
  * Nothing of size [S,S] is ever held in memory: both directions run over tiles of query
- * rows x key columns with an online softmax (FlashAttention-2 math). CPU only for now:
- * CUDA tensors give DEVICE_UNAVAILABLE. Outputs must not overlap the inputs. */
+ * rows x key columns with an online softmax (FlashAttention-2 math). Every tensor must
+ * be on one device, the CPU or a CUDA GPU (DEVICE_MISMATCH otherwise; DEVICE_UNAVAILABLE
+ * for a CUDA device that is not there or a build without CUDA). On CUDA, bfloat16 /
+ * float16 with D <= 128 run on tensor cores (mma.sync, sm_80+) and round the softmax
+ * probabilities (and in the backward dS) to the input dtype before their products, as
+ * FlashAttention does; the backward's dq is summed with float32 atomics (the order of
+ * the sums, hence the last bits, may vary from run to run). Outputs must not overlap the
+ * inputs. */
 #ifndef L2C_ATTENTION_H
 #define L2C_ATTENTION_H
 #include "llm2clip.h"

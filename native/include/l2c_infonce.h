@@ -14,8 +14,15 @@
  * N = 0 gives loss 0 (an empty mean, taken as 0 rather than NaN).
  * Log-sum-exps use an online maximum in float32 (stable for any scale); the loss is
  * accumulated in double. Extra memory is O(N + M) plus per-thread tiles (the logits are
- * computed a tile at a time, FlashAttention-style). CPU only in this version: CUDA
- * tensors give L2C_DEVICE_UNAVAILABLE. */
+ * computed a tile at a time, FlashAttention-style).
+ * Devices: every tensor on a's device (L2C_DEVICE_MISMATCH otherwise). On CUDA the
+ * kernels run on the backend's stream and read scale_tensor / grad_loss_tensor there
+ * (no host round trip); loss and dscale stay on the device. bfloat16 / float16 logits
+ * use tensor cores (float32 accumulation; the backward's dL tile is rounded to the
+ * input dtype for them), float32 stays float32 (no TF32). Results are deterministic
+ * (no atomics). Extra device memory: O(N + M), a float32 [max(N, M), d] buffer in the
+ * 16-bit backward when M or N exceeds 512, and at most 256 MB of column partials in the
+ * symmetric forward. Builds without CUDA give L2C_DEVICE_UNAVAILABLE. */
 #ifndef L2C_INFONCE_H
 #define L2C_INFONCE_H
 #include "llm2clip.h"

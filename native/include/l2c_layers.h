@@ -10,8 +10,11 @@
  *   tensors of one call share one dtype (DTYPE_MISMATCH otherwise); statistics saved for
  *   the backward (mean, rstd) and weight gradients are float32.
  * - "rows": a tensor [..., D] is read as rows = numel / D rows of D (the last dim).
- * - All tensors of a call live on one device (DEVICE_MISMATCH otherwise); these kernels
- *   run on the CPU (CUDA tensors: DEVICE_UNAVAILABLE for now).
+ * - All tensors of a call live on one device (DEVICE_MISMATCH otherwise): the CPU or a
+ *   CUDA device (the same semantics there; DEVICE_UNAVAILABLE in a build without CUDA or
+ *   for a device that does not exist). Reductions are deterministic on both (fixed
+ *   orders, no atomics); CPU and CUDA results agree to float32 rounding, dropout masks
+ *   and outputs bit for bit.
  * - Empty tensors are fine: nothing is read, empty outputs are not written, and an output
  *   that reduces over nothing gets zeros (mean: NaN, as 0/0).
  * - Broadcasting (binary ops, mul backward, broadcast_scale): numpy rules on trailing
@@ -95,7 +98,8 @@ L2C_API l2c_status l2c_rms_norm_forward(const l2c_rms_norm_args *args);
 
 /* dx = rstd * (g - x * rstd^2 * mean(g * x)), g = dy * weight; dweight[j] = sum over rows
  * of dy * x * rstd (float32 [D], per-thread partials reduced after: race-free,
- * deterministic for a given thread count). dy, x, dx of one dtype; weight as in the
+ * deterministic for a given thread count; on CUDA per-block partials, then a second
+ * kernel). dy, x, dx of one dtype; weight as in the
  * forward; dweight null when weight is null (and then must be null). */
 typedef struct l2c_rms_norm_backward_args {
   const l2c_tensor *dy;
@@ -179,9 +183,10 @@ typedef enum l2c_rope_scaling {
 
 /* Rotary embedding, Hugging Face Llama convention (rotate_half: pairs (i, i + D/2)).
  * x [B,S,H,D] (D even), positions int32 [B,S] (per sequence: left padding) or [S],
- * out like x. inv_freq[i] = theta^(-2i/D) for i < D/2, scaled by `scaling`; angle =
- * position * inv_freq[i] in float64 (exact to ~1e-16 relative, so position 1e5 keeps
- * its accuracy), cos / sin in float64 then float32:
+ * out like x. inv_freq[i] = theta^(-2i/D) for i < D/2, scaled by `scaling` (computed on
+ * the host in float64, for CUDA too); angle = position * inv_freq[i] in float64 (exact
+ * to ~1e-16 relative, so position 1e5 keeps its accuracy), cos / sin in float64 then
+ * float32:
  *   out[i] = x[i] cos - x[i + D/2] sin,   out[i + D/2] = x[i + D/2] cos + x[i] sin.
  * llama3: with wavelen = 2 pi / inv_freq, lo = original_max_position_embeddings /
  * low_freq_factor, hi = ... / high_freq_factor: wavelen < hi keeps inv_freq, wavelen >

@@ -4,8 +4,11 @@
  * Part of llm2clip.h (include that). Conventions as there: contiguous row-major tensors,
  * l2c_status results, l2c_last_error() on failure; outputs are allocated by the caller and
  * every element of an output is written. "float" below means float32, bfloat16 or float16
- * storage; the arithmetic is float32 (float64 where said). CPU tensors only in this
- * version (CUDA tensors: DEVICE_UNAVAILABLE). */
+ * storage; the arithmetic is float32 (float64 where said). CPU or CUDA tensors (all of
+ * one call's tensors on one device: DEVICE_MISMATCH otherwise). On CUDA the work is queued
+ * on the device's stream; a call waits for it only where a result must reach the host:
+ * the ids / targets check (an INVALID_ARGUMENT must be returned by the call itself), and
+ * AdamW's / grad_norm's norm and skip flag. */
 #ifndef L2C_TRAIN_H
 #define L2C_TRAIN_H
 #include "llm2clip.h"
@@ -51,7 +54,9 @@ L2C_API l2c_status l2c_embedding_backward(const l2c_embedding_args *args);
  *           dhidden = dlogits . weight (hidden's dtype [N,H]),
  *           dweight = dlogits^T . hidden (float32 [V,H]; may be null: a frozen head),
  *           dbias = column sums of dlogits (float32 [V]; null iff bias is null).
- * Results are deterministic for a given thread count. */
+ * Results are deterministic for a given thread count (on CUDA: always; there the token
+ * blocks have up to 4096 rows and the chunks are exactly chunk_size wide, the last one
+ * narrower, and the loss is reduced on the device). */
 typedef enum l2c_reduction { L2C_REDUCTION_MEAN = 0, L2C_REDUCTION_SUM = 1 } l2c_reduction;
 typedef struct l2c_cross_entropy_args {
   const l2c_tensor *hidden;  /* [N,H] */

@@ -62,8 +62,6 @@ function checkInputs(op: string, q: Tensor, k: Tensor, v: Tensor, options: Atten
   if (options === null || typeof options !== 'object') fail('INVALID_ARGUMENT', `${op}: options must be an object`);
   const mask = options.keyPaddingMask == null ? null : checkTensor(options.keyPaddingMask, op, 'keyPaddingMask');
   checkSameDevice(op, { q, k, v, keyPaddingMask: mask });
-  if (q.deviceInfo.type !== 'cpu')
-    fail('DEVICE_UNAVAILABLE', `${op}: not available on ${q.device} in this version (CPU kernels only); move the tensors to the CPU with to('cpu')`);
   checkFloat(op, 'q', q);
   checkSameDType(op, { q, k, v });
   const all = () => `${desc('q', q)}, ${desc('k', k)}, ${desc('v', v)}`;
@@ -96,8 +94,9 @@ function checkInputs(op: string, q: Tensor, k: Tensor, v: Tensor, options: Atten
  * q [B,S,Hq,D]; k, v [B,S,Hkv,D] with Hq a multiple of Hkv (grouped-query attention:
  * query head h reads key/value head floor(h / (Hq/Hkv))); 1 <= D <= 256. q, k, v share
  * one dtype (float32, bfloat16 or float16), computed in float32. A query row with no
- * attendable key gets zeros and lse = -Infinity. CPU tensors only in this version
- * (DEVICE_UNAVAILABLE otherwise).
+ * attendable key gets zeros and lse = -Infinity. Runs on the tensors' device: the CPU, or
+ * a CUDA GPU (FlashAttention-2-style kernels, tensor cores for bfloat16 / float16 with
+ * D <= 128 on sm_80+).
  *
  * @returns out [B,S,Hq,D] (q's dtype) and lse [B,Hq,S] (float32), which
  * {@link attentionBackward} takes back.

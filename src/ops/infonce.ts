@@ -128,7 +128,8 @@ function checkLse(op: string, name: string, t: unknown, n: number, like: Tensor)
  * With `symmetric` (M = N, the CLIP loss) the mean of that and the same over columns.
  * Inputs float32, bfloat16 or float16 (alike), computed in float32 with online
  * log-sum-exp (stable at any scale), the loss accumulated in double. Keep `lseRows` /
- * `lseCols` for {@link infoNCEBackward}. CPU only in this version.
+ * `lseCols` for {@link infoNCEBackward}. CPU and CUDA tensors (on CUDA the loss stays on
+ * the device: no host synchronisation until it is read).
  */
 export function infoNCE(a: Tensor, b: Tensor, options: InfoNCEOptions): InfoNCEResult {
   const op = 'infoNCE';

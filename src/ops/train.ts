@@ -86,7 +86,8 @@ export interface EmbeddingBackwardOptions {
 /**
  * Gradient of {@link embedding} with respect to the table: `dWeight[v] = Σ dy[p]` over the
  * positions p with `ids[p] == v` (scatter-add, summed in position order: deterministic and
- * race-free, each vocabulary row owned by one thread). Rows never used, and row
+ * race-free, each vocabulary row owned by one thread; on CUDA the ids are radix-sorted
+ * first, same order). Rows never used, and row
  * `paddingIdx`, are zero.
  * @param dy float `[..., H]` (ids' shape followed by H).
  * @param ids the int32 ids of the forward.
@@ -125,7 +126,9 @@ export interface CrossEntropyOptions {
   reduction?: 'mean' | 'sum';
   /**
    * Vocabulary columns per chunk, at most (default 4096; narrower when that evens out the
-   * threads' work): memory is O(N + threads x 512 x (chunkSize + H)), never [N,V].
+   * threads' work): memory is O(N + threads x 512 x (chunkSize + H)), never [N,V]. On CUDA:
+   * chunks of exactly chunkSize columns and blocks of up to 4096 tokens (fewer for chunks wider
+   * than 8192), so O(N + 4096 x (chunkSize + H)).
    */
   chunkSize?: number;
   /** An output-projection bias `[V]` (float), added to the logits. */

@@ -18,6 +18,6 @@ cudaError_t cudaFuncSetAttribute(F f, cudaFuncAttribute, int v) {
 }
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16, cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 };
 inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int) {
-  *v = a == cudaDevAttrMultiProcessorCount ? emu::sm_count() : 163 * 1024;  // A100's opt-in
+  *v = a == cudaDevAttrMultiProcessorCount ? emu::sm_count() : 163 * 1024;  // opt-in: the A100's
   return 0;
 }

@@ -1,4 +1,4 @@
-// Fake cuda_fp16.h for the CPU emulation: __half as its bits.
+// Fake cuda_fp16.h for the CPU emulation (see emu.h): __half as its bits.
 #pragma once
 #include <cstdint>
 #include "half.h"

@@ -1,4 +1,4 @@
-# transform.py SRC DST (see build.sh): a CUDA source of the lora family (gemm.cuh, matmul.cu, lora.cu) ->
+# transform_gemm.py SRC DST (see build_lora.sh): a CUDA source of the lora family (gemm.cuh, matmul.cu, lora.cu) ->
 # plain C++ for the emulation (emu.h): launches -> emu::launch, dynamic shared memory ->
 # emu::dyn_smem() (u32 shared addresses = offsets into it), PTX helpers -> emulations.
 import re, sys
