@@ -5,7 +5,7 @@
 // empty sizes, every CPU level, poisoned outputs, argument errors.
 import { ops, tensor, Tensor, DType, getCpuIsa, setCpuIsa, CpuIsa, zeros, ones } from '../src';
 import { setPoisonOutputs } from '../src/tensor';
-import { describeGpu, expectClose, expectCode, finiteDiff, hostRandom, relErr } from './helpers';
+import { describeGpu, expectClose, expectCode, finiteDiff, hasGpu, hostRandom, relErr } from './helpers';
 
 // ---- the dropout rule of native/core/dropout.h, independently ----
 
@@ -171,6 +171,8 @@ interface CaseOpts {
   tolY?: number;
   tolDx?: number;
   tolAB?: number;
+  /** Where the op runs ('cpu' by default; 'cuda' copies the inputs there first). */
+  device?: 'cpu' | 'cuda';
 }
 
 /** Runs forward + backward on fresh data and compares y, dx, dA, dB to the float64 reference. */
@@ -180,6 +182,15 @@ function check(d: Dims, o: CaseOpts = {}): void {
   const p = o.p ?? 0, seed = o.seed ?? 7;
   const v = makeData(d, !!o.bias, dt, adt);
   const ts = toTensors(d, v, dt, adt);
+  if (o.device === 'cuda') {
+    for (const k of ['x', 'W', 'A', 'B', 'bias', 'dy'] as const) {
+      const t = ts[k];
+      if (t) {
+        ts[k] = t.to('cuda');
+        t.dispose();
+      }
+    }
+  }
   const mask = p > 0 ? dropMask(d.N * d.inD, p, seed) : null;
   const dropout = p > 0 ? { p, seed } : undefined;
   const y = ops.loraLinear(ts.x, ts.W, ts.A, ts.B, { scale, bias: ts.bias, dropout });
@@ -576,13 +587,66 @@ describe('argument errors', () => {
   });
 });
 
+// On a GPU the same checks against the float64 reference as on the CPU, through the
+// CUDA kernels (native/cuda/lora.cu): sizes on the tensor-core path (16-bit x with in a
+// multiple of 8) and off it, r across the epilogue's 16-wide chunks, the mask exactly.
 describeGpu('CUDA tensors', () => {
-  test('are DEVICE_UNAVAILABLE (CPU kernels only in this version)', () => {
-    const g = (t: Tensor) => t.to('cuda');
-    const [x, W, A, B] = [zeros([4, 3]), zeros([5, 3]), zeros([2, 3]), zeros([5, 2])].map(g);
-    expectCode(() => ops.loraLinear(x, W, A, B, { scale: 1 }), 'DEVICE_UNAVAILABLE', /lora_forward/);
-    expectCode(() => ops.mergeLora(W, A, B, { scale: 1 }), 'DEVICE_UNAVAILABLE', /lora_merge/);
-    expectCode(() => ops.loraLinear(zeros([4, 3]), W, A, B, { scale: 1 }), 'DEVICE_MISMATCH', /x is on cpu and weight on cuda/);
+  const TOL: Record<string, number> = { bfloat16: 1e-2, float16: 2e-3, float32: 1e-5 };
+  for (const d of [{ N: 37, inD: 67, out: 45, r: 8 }, { N: 130, inD: 264, out: 300, r: 16 }, { N: 9, inD: 40, out: 7, r: 33 }] as Dims[])
+    for (const [dt, adt] of [['float32', 'float32'], ['bfloat16', 'float32'], ['float16', 'float16']] as [DType, DType][])
+      test(`${dt} base, ${adt} adapters, N=${d.N} in=${d.inD} out=${d.out} r=${d.r}`, () => {
+        const tol = { dt, adt, tolY: TOL[dt], tolDx: TOL[dt], tolAB: TOL[adt], device: 'cuda' as const };
+        check(d, { ...tol, bias: true });
+        check(d, { ...tol, p: 0.3, seed: 77 });
+      });
+
+  test('the dropout mask equals the CPU\'s bit for bit (W = 0, identity adapters)', () => {
+    const N = 45, n = 40, p = 0.3, seed = 5;
+    const eye = new Float32Array(n * n);
+    for (let i = 0; i < n; i++) eye[i * n + i] = 1;
+    for (const dt of ['float32', 'bfloat16'] as DType[]) {
+      const run = (dev: 'cpu' | 'cuda') => {
+        const ts = [tensor(hostRandom(N * n, 31), [N, n], { dtype: dt }), zeros([n, n], { dtype: dt }), tensor(eye, [n, n])];
+        const [x, W, I] = dev === 'cpu' ? ts : ts.map((t) => t.to('cuda'));
+        const y = ops.loraLinear(x, W, I, I, { scale: 1, dropout: { p, seed } });
+        const g = ops.loraLinearBackward(x, x, W, I, I, { scale: 1, dropout: { p, seed } });
+        const out = { y: Array.from(y.toArray()), dx: Array.from(g.dx!.toArray()) };
+        for (const t of new Set([...ts, x, W, I, y, g.dx!, g.dA, g.dB])) t.dispose();
+        return out;
+      };
+      const c = run('cpu'), g = run('cuda');
+      expect(g.y).toEqual(c.y);
+      expect(g.dx).toEqual(c.dx);
+    }
+  });
+
+  test('mergeLora / unmergeLora on CUDA match the CPU', () => {
+    const v = hostRandom(45 * 67, 3), a = hostRandom(8 * 67, 4), b = hostRandom(45 * 8, 5);
+    for (const dt of ['float32', 'bfloat16'] as DType[]) {
+      const res: number[][] = [];
+      for (const dev of ['cpu', 'cuda']) {
+        const host = [tensor(v, [45, 67], { dtype: dt }), tensor(a, [8, 67]), tensor(b, [45, 8])];
+        const [W, A, B] = dev === 'cpu' ? host : host.map((t) => t.to('cuda'));
+        res.push(Array.from(ops.mergeLora(W, A, B, { scale: 0.5 }).toArray()));  // in place: W
+        res.push(Array.from(ops.unmergeLora(W, A, B, { scale: 0.5 }).toArray()));
+        for (const t of new Set([...host, W, A, B])) t.dispose();
+      }
+      expect(relErr(res[2], res[0])).toBeLessThan(dt === 'float32' ? 1e-6 : 1e-2);
+      expect(relErr(res[3], res[1])).toBeLessThan(dt === 'float32' ? 1e-6 : 1e-2);
+    }
+  });
+
+  test('tensors on two devices: DEVICE_MISMATCH', () => {
+    const x = zeros([4, 3]), W = zeros([5, 3]).to('cuda'), A = zeros([2, 3]).to('cuda'), B = zeros([5, 2]).to('cuda');
+    expectCode(() => ops.loraLinear(x, W, A, B, { scale: 1 }), 'DEVICE_MISMATCH', /x is on cpu and weight on cuda/);
+    expectCode(() => ops.mergeLora(W, x, B, { scale: 1 }), 'DEVICE_MISMATCH');
     for (const t of [x, W, A, B]) t.dispose();
+  });
+});
+
+// Without a usable GPU (a build without CUDA, or no device) there are no CUDA tensors.
+(hasGpu ? describe.skip : describe)('without a GPU', () => {
+  test('CUDA tensors are DEVICE_UNAVAILABLE', () => {
+    expectCode(() => zeros([4, 3]).to('cuda'), 'DEVICE_UNAVAILABLE');
   });
 });

@@ -1,11 +1,13 @@
 // api_lora.cc: the C ABI entries of the lora kernels (l2c_lora.h): argument checks with
-// typed errors naming the argument, then dispatch to the backend.
+// typed errors naming the argument, then dispatch on the tensors' device (one device for
+// all, DEVICE_MISMATCH otherwise): CPU -> cpu/lora.cc, CUDA -> cuda/lora.cu.
 #include <cmath>
 #include <string>
 
 #include "../cpu/lora.h"
 #include "api_util.h"
 #include "backend.h"
+#include "lora_cuda.h"
 
 namespace {
 
@@ -18,8 +20,10 @@ struct Named {
   const l2c_tensor *t;
 };
 
+// Checks every tensor's form, that all share one existing device (returned), and their
+// float dtypes.
 template <size_t K>
-void check_all(const char *op, const Named (&ts)[K]) {
+l2c_device check_all(const char *op, const Named (&ts)[K]) {
   const l2c_tensor *first = nullptr;
   const char *first_name = nullptr;
   for (const Named &n : ts) {
@@ -35,10 +39,12 @@ void check_all(const char *op, const Named (&ts)[K]) {
     }
   }
   check_device(first->device, op);
-  require_cpu(first->device, op);
   for (const Named &n : ts)
     if (n.t) check_float(*n.t, (std::string(op) + ": " + n.name).c_str());
+  return first->device;
 }
+
+bool on_cuda(const l2c_device &d) { return d.type == L2C_CUDA; }
 
 void same_dtype(const char *op, const char *an, const l2c_tensor &a, const char *bn,
                 const l2c_tensor &b) {
@@ -106,13 +112,14 @@ l2c_status merge(const l2c_lora_merge_args *args, int sign) {
     if (!args) fail(L2C_INVALID_ARGUMENT, std::string(op) + ": null arguments");
     if (!args->weight || !args->lora_a || !args->lora_b)
       fail(L2C_INVALID_ARGUMENT, std::string(op) + ": weight, lora_a and lora_b are required");
-    check_all(op, {{"weight", args->weight}, {"lora_a", args->lora_a}, {"lora_b", args->lora_b}});
+    const l2c_device dev =
+        check_all(op, {{"weight", args->weight}, {"lora_a", args->lora_a}, {"lora_b", args->lora_b}});
     const l2c_tensor &w = *args->weight, &a = *args->lora_a, &b = *args->lora_b;
     if (w.ndim != 2) shape_fail(op, desc("weight", w) + " must be 2-D [out, in]");
     int64_t out, r;
     check_adapter(op, w, a, b, w.shape[1], out, r);
     check_options(op, args->scale, 0.0f);
-    l2c::cpu::LoraDims d;
+    l2c::LoraDims d;
     d.n = 0;
     d.in = w.shape[1];
     d.out = out;
@@ -120,7 +127,10 @@ l2c_status merge(const l2c_lora_merge_args *args, int sign) {
     d.dt = w.dtype;
     d.adt = a.dtype;
     d.scale = args->scale;
-    l2c::cpu::lora_merge(d, w.data, a.data, b.data, sign);
+    if (on_cuda(dev))
+      l2c::cuda::lora_merge(dev.index, d, w.data, a.data, b.data, sign);
+    else
+      l2c::cpu::lora_merge(d, w.data, a.data, b.data, sign);
   });
 }
 
@@ -134,8 +144,8 @@ l2c_status l2c_lora_forward(const l2c_lora_forward_args *args) {
     if (!args) fail(L2C_INVALID_ARGUMENT, "lora_forward: null arguments");
     if (!args->x || !args->weight || !args->lora_a || !args->lora_b || !args->y)
       fail(L2C_INVALID_ARGUMENT, "lora_forward: x, weight, lora_a, lora_b and y are required");
-    check_all(op, {{"x", args->x}, {"weight", args->weight}, {"lora_a", args->lora_a},
-                   {"lora_b", args->lora_b}, {"bias", args->bias}, {"y", args->y}});
+    const l2c_device dev = check_all(op, {{"x", args->x}, {"weight", args->weight}, {"lora_a", args->lora_a},
+                                          {"lora_b", args->lora_b}, {"bias", args->bias}, {"y", args->y}});
     const l2c_tensor &x = *args->x, &w = *args->weight, &a = *args->lora_a, &b = *args->lora_b,
                      &y = *args->y;
     same_dtype(op, "x", x, "weight", w);
@@ -149,7 +159,7 @@ l2c_status l2c_lora_forward(const l2c_lora_forward_args *args) {
       shape_fail(op, desc("bias", *args->bias) + " must be [" + std::to_string(out) + "]");
     check_like_x(op, "x", x, "y", y, out);
     check_options(op, args->scale, args->dropout_p);
-    l2c::cpu::LoraDims d;
+    l2c::LoraDims d;
     d.n = rows_of(x);
     d.in = in;
     d.out = out;
@@ -159,8 +169,11 @@ l2c_status l2c_lora_forward(const l2c_lora_forward_args *args) {
     d.scale = args->scale;
     d.p = args->dropout_p;
     d.seed = args->seed;
-    l2c::cpu::lora_forward(d, x.data, w.data, a.data, b.data, args->bias ? args->bias->data : nullptr,
-                           y.data);
+    const void *bias = args->bias ? args->bias->data : nullptr;
+    if (on_cuda(dev))
+      l2c::cuda::lora_forward(dev.index, d, x.data, w.data, a.data, b.data, bias, y.data);
+    else
+      l2c::cpu::lora_forward(d, x.data, w.data, a.data, b.data, bias, y.data);
   });
 }
 
@@ -172,9 +185,9 @@ l2c_status l2c_lora_backward(const l2c_lora_backward_args *args) {
         !args->d_b)
       fail(L2C_INVALID_ARGUMENT,
            "lora_backward: dy, x, weight, lora_a, lora_b, d_a and d_b are required");
-    check_all(op, {{"dy", args->dy}, {"x", args->x}, {"weight", args->weight},
-                   {"lora_a", args->lora_a}, {"lora_b", args->lora_b}, {"dx", args->dx},
-                   {"d_a", args->d_a}, {"d_b", args->d_b}});
+    const l2c_device dev = check_all(op, {{"dy", args->dy}, {"x", args->x}, {"weight", args->weight},
+                                          {"lora_a", args->lora_a}, {"lora_b", args->lora_b}, {"dx", args->dx},
+                                          {"d_a", args->d_a}, {"d_b", args->d_b}});
     const l2c_tensor &dy = *args->dy, &x = *args->x, &w = *args->weight, &a = *args->lora_a,
                      &b = *args->lora_b, &da = *args->d_a, &db = *args->d_b;
     same_dtype(op, "x", x, "weight", w);
@@ -191,7 +204,7 @@ l2c_status l2c_lora_backward(const l2c_lora_backward_args *args) {
     check_2d(op, "d_a", da, r, in, "[r, in]");
     check_2d(op, "d_b", db, out, r, "[out, r]");
     check_options(op, args->scale, args->dropout_p);
-    l2c::cpu::LoraDims d;
+    l2c::LoraDims d;
     d.n = rows_of(x);
     d.in = in;
     d.out = out;
@@ -201,8 +214,11 @@ l2c_status l2c_lora_backward(const l2c_lora_backward_args *args) {
     d.scale = args->scale;
     d.p = args->dropout_p;
     d.seed = args->seed;
-    l2c::cpu::lora_backward(d, dy.data, x.data, w.data, a.data, b.data,
-                            args->dx ? args->dx->data : nullptr, da.data, db.data);
+    void *dx = args->dx ? args->dx->data : nullptr;
+    if (on_cuda(dev))
+      l2c::cuda::lora_backward(dev.index, d, dy.data, x.data, w.data, a.data, b.data, dx, da.data, db.data);
+    else
+      l2c::cpu::lora_backward(d, dy.data, x.data, w.data, a.data, b.data, dx, da.data, db.data);
   });
 }
 

@@ -5,18 +5,12 @@
 #include <cstdint>
 
 #include "llm2clip.h"
+#include "lora_params.h"
 
 namespace l2c {
 namespace cpu {
 
-struct LoraDims {
-  int64_t n = 0, in = 0, out = 0, r = 0;
-  l2c_dtype dt = L2C_FLOAT32;   // x, weight, bias, y, dy, dx
-  l2c_dtype adt = L2C_FLOAT32;  // lora_a, lora_b, d_a, d_b
-  float scale = 1.0f;
-  float p = 0.0f;  // dropout probability, [0, 1)
-  uint64_t seed = 0;
-};
+using l2c::LoraDims;  // core/lora_params.h
 
 // y = x·weightᵀ + bias + scale·(drop(x)·aᵀ)·bᵀ; bias may be null.
 void lora_forward(const LoraDims &d, const void *x, const void *weight, const void *a,

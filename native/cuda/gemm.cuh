@@ -357,17 +357,23 @@ __device__ __forceinline__ void tc_lora_update(const LoraEpi &ep, float (&acc)[t
             acc[mt][nt][2 * h + 1] += part[h][nt][1];
           }
       } else {
+        // The dropout bits of the 32 elements first, in a rolled loop (one copy of the
+        // Philox code, few registers live), then applied with constant indices.
+        uint32_t bits = 0;
+#pragma unroll 1
+        for (int i = 0; i < 2 * kNT; i++) {
+          const int h = i / kNT, nt = i % kNT;
+          const int64_t gm = m0 + (h ? r1 : r0), gn = n0 + acc_col(wn, nt, lane, 0);
+          bits |= keep_run2(ep.seed, (uint64_t)(gm * ep.ldm + gn), ep.thr) << (2 * i);
+        }
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
-          const int64_t gm = m0 + (h ? r1 : r0);
+        for (int h = 0; h < 2; h++)
 #pragma unroll
           for (int nt = 0; nt < kNT; nt++) {
-            const int64_t gn = n0 + acc_col(wn, nt, lane, 0);
-            const unsigned k = keep_run2(ep.seed, (uint64_t)(gm * ep.ldm + gn), ep.thr);
-            acc[mt][nt][2 * h] += ((k & 1u) ? ep.inv : 0.0f) * part[h][nt][0];
-            acc[mt][nt][2 * h + 1] += ((k & 2u) ? ep.inv : 0.0f) * part[h][nt][1];
+            const int i = h * kNT + nt;
+            acc[mt][nt][2 * h] += ((bits >> (2 * i)) & 1u ? ep.inv : 0.0f) * part[h][nt][0];
+            acc[mt][nt][2 * h + 1] += ((bits >> (2 * i + 1)) & 1u ? ep.inv : 0.0f) * part[h][nt][1];
           }
-        }
       }
     }
   }

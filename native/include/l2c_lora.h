@@ -17,8 +17,11 @@
  * ops.dropout and the CUDA kernels use). drop(x) stays in float32 (it is not rounded to
  * x's dtype). p = 0 is exactly no dropout. The backward regenerates the mask from the
  * seed: nothing is stored between forward and backward.
- * Threads: the CPU pool; results do not depend on timing, only on the thread count
- * (d_a / d_b are sums of per-thread partials). */
+ * Devices: all tensors on one device (DEVICE_MISMATCH otherwise), the CPU or a CUDA GPU.
+ * CPU: the thread pool; results do not depend on timing, only on the thread count
+ * (d_a / d_b are sums of per-thread partials). CUDA: queued on the device's stream;
+ * deterministic (d_a / d_b are fixed-order sums of per-split partials); the dropout mask
+ * is the CPU's bit for bit; results agree with the CPU's up to float32 summation order. */
 #ifndef L2C_LORA_H
 #define L2C_LORA_H
 #include "llm2clip.h"

@@ -120,9 +120,10 @@ function inDimOf(op: string, name: string, x: Tensor): number {
  * bias share one dtype (float32 / bfloat16 / float16), which y has; loraA and loraB share
  * one dtype that may differ (float32 adapters over a bfloat16 base). Everything
  * accumulates in float32 and each output is rounded once. Dropout applies to the LoRA
- * path only; drop(x) stays float32 (not rounded to x's dtype). x is read once: its packed
- * blocks feed the base and the LoRA products. CPU only for now (CUDA tensors:
- * DEVICE_UNAVAILABLE).
+ * path only; drop(x) stays float32 (not rounded to x's dtype). On the CPU x is read once:
+ * its packed blocks feed the base and the LoRA products. On CUDA (all tensors on one GPU)
+ * the LoRA path is one pass over x for drop(x)·loraAᵀ and an epilogue of the base GEMM
+ * (tensor cores for 16-bit x); the dropout mask is the same as on the CPU.
  */
 export function loraLinear(x: Tensor, weight: Tensor, loraA: Tensor, loraB: Tensor, options: LoraLinearOptions): Tensor {
   const op = 'loraLinear';

@@ -1,5 +1,6 @@
 // emu.h: a CPU emulation of the CUDA execution model, enough to run native/cuda/infonce.cu
-// (rewritten by transform.py; see build.sh) on the host: one block at a time, its threads
+// (rewritten by transform.py; see build.sh) and gemm.cuh / matmul.cu / lora.cu (rewritten
+// by transform_gemm.py; see build_lora.sh) on the host: one block at a time, its threads
 // as cooperative user-level contexts switched at barriers and warp collectives;
 // __syncthreads, __shfl_xor_sync, cp.async (deferred until the matching wait_group: the
 // most adversarial legal timing), ldmatrix (.trans) and mma.sync m16n8k16 per the PTX ISA
@@ -30,6 +31,18 @@ struct float2 {
   float x, y;
 };
 inline float2 make_float2(float x, float y) { return {x, y}; }
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
+};
+inline unsigned __float_as_uint(float f) {
+  unsigned u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float __double2float_rn(double d) { return (float)d; }
 inline float __int_as_float(unsigned i) {
   float f;
   std::memcpy(&f, &i, 4);

@@ -1,4 +1,4 @@
-// Fake cuda_runtime.h for the CPU emulation of native/cuda/infonce.cu (see emu.h).
+// Fake cuda_runtime.h for the CPU emulation of native/cuda/*.cu (see emu.h).
 #pragma once
 #include <cstddef>
 #include <cstring>
@@ -16,5 +16,8 @@ cudaError_t cudaFuncSetAttribute(F f, cudaFuncAttribute, int v) {
   emu::set_max_dyn_smem(reinterpret_cast<const void *>(f), v);
   return 0;
 }
-enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
-inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr, int) { *v = emu::sm_count(); return 0; }
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16, cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 };
+inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int) {
+  *v = a == cudaDevAttrMultiProcessorCount ? emu::sm_count() : 163 * 1024;  // opt-in: the A100's
+  return 0;
+}
