@@ -10,6 +10,10 @@ export type ErrorCode =
   | 'OUT_OF_MEMORY'
   | 'DISPOSED'
   | 'INVALID_ARGUMENT'
+  /** A file could not be read or written (missing, permissions, disk full). */
+  | 'IO_ERROR'
+  /** A file's contents break its format (safetensors, config.json, tokenizer.json, checkpoints). */
+  | 'CORRUPT_FILE'
   | 'INTERNAL';
 
 export class Llm2ClipError extends Error {
