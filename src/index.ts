@@ -12,3 +12,5 @@ export { memoryStats, emptyCache, cuda, getNumThreads, setNumThreads, getCpuIsa,
 export type { MemoryStats, ProcessMemoryStats, CpuIsa } from './runtime';
 import * as ops from './ops';
 export { ops };
+export { loadSafetensors, saveSafetensors, readSafetensorsHeader, loadSafetensorsDir, MAX_HEADER_BYTES } from './io/safetensors';
+export type { LoadSafetensorsOptions, LoadSafetensorsDirOptions, SafetensorsHeader, SafetensorsEntry } from './io/safetensors';
