@@ -21,3 +21,8 @@ export { Module, Linear, LoRALinear, Embedding, RMSNorm, LayerNorm, Dropout, MLP
 export type { ModuleOptions, LoraOptions, LoadStateDictOptions, LoadStateDictResult, Activation } from './nn';
 export { loadSafetensors, saveSafetensors, readSafetensorsHeader, loadSafetensorsDir, MAX_HEADER_BYTES } from './io/safetensors';
 export type { LoadSafetensorsOptions, LoadSafetensorsDirOptions, SafetensorsHeader, SafetensorsEntry } from './io/safetensors';
+export { LlamaEncoder, parseLlamaConfig } from './models/llama';
+export type {
+  LlamaConfig, LlamaModelType, LlamaEncoderOptions, LlamaFromPretrainedOptions, LlamaForwardOptions, LlamaPooling,
+  LlamaLoraOptions, LlamaLoraConfig, LlamaLoraTarget, MntpLossOptions,
+} from './models/llama';
