@@ -14,7 +14,7 @@ import {
 import { RefWeights, erf, gelu, makeRng, roundWeights } from './common';
 import {
   randomLlamaConfig, randomLlamaWeights, llamaForwardRef, llamaLogitsRef, llamaInvFreq, applyRope, poolRef,
-  positionIdsFromMask, arangePositionIds, writeHfLlamaDir, LlamaRefConfig,
+  positionIdsFromMask, arangePositionIds, writeHfLlamaDir, LlamaRefConfig, randomTokenIds,
 } from './llama-ref';
 import { randomClipVisionConfig, randomClipVisionWeights, clipVisionForwardRef, writeHfClipVisionDir, clipNumPatches } from './clip-ref';
 import { randomAdapterWeights, adapterForwardRef, ADAPTER_LN_EPS } from './adapter-ref';
@@ -28,11 +28,7 @@ afterAll(() => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-/** Random token ids in [3, V) (0..2 are pad/bos/eos), B rows of S. */
-function randomIds(B: number, S: number, V: number, seed: number): number[][] {
-  const rng = makeRng(seed);
-  return Array.from({ length: B }, () => Array.from({ length: S }, () => 3 + Math.floor(((rng() + 1) / 2) * (V - 3))));
-}
+const randomIds = randomTokenIds;
 
 /** Rows [s0, s1) of sequence b of a [B, S, H] array. */
 function rows(x: Float64Array, S: number, H: number, b: number, s0: number, s1: number): Float64Array {
