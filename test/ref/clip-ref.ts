@@ -16,7 +16,7 @@
 //       vision_model.encoder.layers.N.mlp.fc{1,2}.{weight,bias}
 //       vision_model.post_layernorm.{weight,bias}
 //       visual_projection.weight [projection_dim, H] (no bias)
-//   clipVisionForwardRef(config, weights, pixels [B,3,Hpx,Wpx], B)
+//   clipVisionForwardRef(config, weights, pixels [B,3,Hpx,Wpx], B?)  (B defaults to length / (3 Hpx Wpx))
 //       -> { lastHidden [B, P+1, H], pooled [B, H], imageEmbeds [B, proj] }
 //   writeHfClipVisionDir(dir, config, weights, dtype, { full?, includePositionIds? })
 //       -> RefWeights as stored
@@ -126,9 +126,10 @@ export interface ClipVisionRefOutput {
 }
 
 /** HF CLIPVisionModel(WithProjection) forward on pixels [B, C, image_size, image_size]. */
-export function clipVisionForwardRef(config: ClipVisionRefConfig, weights: RefWeights, pixels: Float64Array, B: number): ClipVisionRefOutput {
+export function clipVisionForwardRef(config: ClipVisionRefConfig, weights: RefWeights, pixels: Float64Array, batch?: number): ClipVisionRefOutput {
   const H = config.hidden_size, I = config.intermediate_size, p = config.patch_size, C = config.num_channels;
   const S = config.image_size, G = S / p, P = G * G, T = P + 1;
+  const B = batch ?? pixels.length / (C * S * S);
   const nh = config.num_attention_heads, hd = H / nh, eps = config.layer_norm_eps;
   if (pixels.length !== B * C * S * S) throw new Error(`clip-ref: pixels has ${pixels.length} values, want ${B}x${C}x${S}x${S}`);
   const act = config.hidden_act === 'gelu' ? gelu : quickGelu;

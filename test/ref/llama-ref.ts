@@ -23,6 +23,7 @@
 //   llamaInvFreq(config)                inverse RoPE frequencies [head_dim/2] (default or
 //                                       llama3-scaled, as HF's rope_init_fn)
 //   applyRope(x, off, headDim, pos, invFreq)   rotate one head vector in place (rotate_half)
+//   randomTokenIds(B, S, V, seed)       ids uniform in [3, V) (0, 1, 2 = pad, bos, eos of the config)
 //   arangePositionIds(B, S)             0..S-1 per row (HF LlamaModel.forward's default)
 //   positionIdsFromMask(mask, padValue=1)  cumsum(mask) − 1, pads set to padValue (as HF's
 //                                       generate() prepare_inputs_for_generation)
@@ -228,6 +229,12 @@ export function applyRope(x: Float64Array, off: number, headDim: number, pos: nu
     x[off + i] = a * c - b * s;
     x[off + i + half] = b * c + a * s;
   }
+}
+
+/** Random token ids in [3, V) (0, 1, 2 are randomLlamaConfig's pad, bos, eos), B rows of S. */
+export function randomTokenIds(B: number, S: number, V: number, seed: number): number[][] {
+  const rng = makeRng(seed);
+  return Array.from({ length: B }, () => Array.from({ length: S }, () => 3 + Math.floor(((rng() + 1) / 2) * (V - 3))));
 }
 
 /** Position ids 0..S-1 for each of B rows (HF LlamaModel.forward's default). */

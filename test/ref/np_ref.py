@@ -3,7 +3,8 @@
 # and CLIP vision forward passes, used by test/ref/refs.test.ts to cross-check the
 # TypeScript references. It reads the fixture directories the TypeScript writers produce
 # with its own safetensors parser (numpy's float16, a bit shift for bfloat16), so it also
-# checks the writers. Usage: np_ref.py REQUEST.json OUT.json, where REQUEST is
+# checks the writers. Usage: np_ref.py REQUESTS.json OUT.json: REQUESTS is a JSON list of
+# requests, OUT the list of their results (one python start for many requests). A request is
 #   {"kind": "llama", "dir": ..., "prefix": "model.", "input_ids": [[...]],
 #    "attention_mask": [[...]], "bidirectional": bool, "position_ids": [[...]] | null}
 #   {"kind": "clip", "dir": ..., "pixels": [...flat B*C*H*W...], "batch": B}
@@ -182,20 +183,23 @@ def clip(req):
 
 def main():
     with open(sys.argv[1]) as f:
-        req = json.load(f)
+        reqs = json.load(f)
+    outs = [one(r) for r in reqs]
+    with open(sys.argv[2], "w") as f:
+        json.dump(outs, f)
+
+
+def one(req):
     kind = req["kind"]
     if kind == "llama":
-        out = llama(req)
-    elif kind == "clip":
-        out = clip(req)
-    elif kind == "decode":
-        out = {k: v.reshape(-1).tolist() for k, v in load_st(req["file"]).items()}
-    elif kind == "f16":
-        out = {"values": np.array(req["values"], dtype=np.float64).astype(np.float16).astype(np.float64).tolist()}
-    else:
-        raise ValueError(kind)
-    with open(sys.argv[2], "w") as f:
-        json.dump(out, f)
+        return llama(req)
+    if kind == "clip":
+        return clip(req)
+    if kind == "decode":
+        return {k: v.reshape(-1).tolist() for k, v in load_st(req["file"]).items()}
+    if kind == "f16":
+        return {"values": np.array(req["values"], dtype=np.float64).astype(np.float16).astype(np.float64).tolist()}
+    raise ValueError(kind)
 
 
 if __name__ == "__main__":
