@@ -14,3 +14,5 @@ import * as ops from './ops';
 export { ops };
 export { loadSafetensors, saveSafetensors, readSafetensorsHeader, loadSafetensorsDir, MAX_HEADER_BYTES } from './io/safetensors';
 export type { LoadSafetensorsOptions, LoadSafetensorsDirOptions, SafetensorsHeader, SafetensorsEntry } from './io/safetensors';
+export { savePeftAdapter, loadPeftAdapter, peftName, parsePeftName, loraScale } from './io/peft';
+export type { PeftConfig, PeftAdapter, ParsedPeftName } from './io/peft';
