@@ -16,3 +16,8 @@ export { loadSafetensors, saveSafetensors, readSafetensorsHeader, loadSafetensor
 export type { LoadSafetensorsOptions, LoadSafetensorsDirOptions, SafetensorsHeader, SafetensorsEntry } from './io/safetensors';
 export { savePeftAdapter, loadPeftAdapter, peftName, parsePeftName, loraScale } from './io/peft';
 export type { PeftConfig, PeftAdapter, ParsedPeftName } from './io/peft';
+export { Tokenizer, trainBpeTokenizer } from './tokenizer';
+export type {
+  TokenizerJson, TokenizerConfig, EncodeOptions, DecodeOptions, BatchEncodeOptions, InstructionEncodeOptions,
+  EncodedBatch, InstructionBatch, InstructionPair, TrainBpeOptions,
+} from './tokenizer';
