@@ -17,8 +17,8 @@ export type TokenizerJson = Record<string, unknown>;
 
 /**
  * tokenizer_config.json (transformers): the fields read here are bos_token, eos_token,
- * pad_token (strings or {content} objects) and clean_up_tokenization_spaces; the rest is
- * kept as is.
+ * pad_token (strings or {content} objects; null: none) and clean_up_tokenization_spaces;
+ * the rest is kept as is.
  */
 export type TokenizerConfig = Record<string, unknown>;
 
@@ -166,6 +166,7 @@ export class Tokenizer {
     this.vocabSize = max + 1;
     this.specialIds = new Set([...hf.get_added_tokens_decoder()].filter(([, t]) => t.special).map(([id]) => id));
     const find = (key: string, names: string[]): number | null => {
+      if (config[key] === null) return null; // explicitly none
       const named = tokenContent(config[key]);
       if (named !== null) {
         const id = hf.token_to_id(named);
@@ -636,9 +637,9 @@ export function trainBpeTokenizer(corpus: Iterable<string>, options: TrainBpeOpt
     },
   };
   const config: TokenizerConfig = { tokenizer_class: 'PreTrainedTokenizerFast', clean_up_tokenization_spaces: false };
-  if (bos) config.bos_token = bos;
-  if (eos) config.eos_token = eos;
-  if (pad) config.pad_token = pad;
+  config.bos_token = bos;
+  config.eos_token = eos;
+  config.pad_token = pad;
   try {
     return Tokenizer.fromJSON(json, config);
   } catch (e) {
