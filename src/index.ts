@@ -21,6 +21,13 @@ export { Module, Linear, LoRALinear, Embedding, RMSNorm, LayerNorm, Dropout, MLP
 export type { ModuleOptions, LoraOptions, LoadStateDictOptions, LoadStateDictResult, Activation } from './nn';
 export { loadSafetensors, saveSafetensors, readSafetensorsHeader, loadSafetensorsDir, MAX_HEADER_BYTES } from './io/safetensors';
 export type { LoadSafetensorsOptions, LoadSafetensorsDirOptions, SafetensorsHeader, SafetensorsEntry } from './io/safetensors';
+export { savePeftAdapter, loadPeftAdapter, peftName, parsePeftName, loraScale } from './io/peft';
+export type { PeftConfig, PeftAdapter, ParsedPeftName } from './io/peft';
+export { Tokenizer, trainBpeTokenizer } from './tokenizer';
+export type {
+  TokenizerJson, TokenizerConfig, EncodeOptions, DecodeOptions, BatchEncodeOptions, InstructionEncodeOptions,
+  EncodedBatch, InstructionBatch, InstructionPair, TrainBpeOptions,
+} from './tokenizer';
 export { LlamaEncoder, parseLlamaConfig } from './models/llama';
 export type {
   LlamaConfig, LlamaModelType, LlamaEncoderOptions, LlamaFromPretrainedOptions, LlamaForwardOptions, LlamaPooling,
