@@ -31,5 +31,5 @@ export type {
 export { LlamaEncoder, parseLlamaConfig } from './models/llama';
 export type {
   LlamaConfig, LlamaModelType, LlamaEncoderOptions, LlamaFromPretrainedOptions, LlamaForwardOptions, LlamaPooling,
-  LlamaLoraOptions, LlamaLoraConfig, LlamaLoraTarget, MntpLossOptions,
+  LlamaLoraOptions, LlamaLoraConfig, LlamaLoraTarget, MntpLossOptions, LlamaEncodeOptions,
 } from './models/llama';

@@ -9,6 +9,8 @@ import * as path from 'path';
 import { LlamaEncoder, parseLlamaConfig, Llm2ClipError, Tensor, tensor, tidy, noGrad, F, ErrorCode, manualSeed } from '../src';
 import { loadSafetensors } from '../src/io/safetensors';
 import { copyInto } from '../src/nn';
+import { tensorCounts } from '../src/tensor';
+import { trainBpeTokenizer } from '../src/tokenizer';
 import { expectCode, hostRandom, relErr } from './helpers';
 import {
   randomLlamaConfig, randomLlamaWeights, llamaForwardRef, llamaLogitsRef, poolRef, writeHfLlamaDir, LlamaRefConfig, PoolMode,
@@ -204,6 +206,11 @@ describe('LlamaEncoder vs the float64 HF reference', () => {
         const want = llamaForwardRef(c, f.weights, ids, MASK, { bidirectional: true, positionIds: defaultPositions(MASK) });
         const e = relErr(got, want);
         if (!(e < 1e-5)) throw new Error(`${c.model_type} case ${i}: relative error ${e}`);
+        if (c.tie_word_embeddings) {
+          expect(m.lmHeadWeight).toBe(m.embedTokens.weight);
+          const lg = noGrad(() => tidy(() => m.logits(m.forward(idsTensor(ids), idsTensor(MASK))).toArray()));
+          expect(relErr(lg, llamaLogitsRef(c, f.weights, want, B, S))).toBeLessThan(1e-5);
+        }
       } finally {
         m.dispose();
       }
@@ -238,7 +245,7 @@ describe('LlamaEncoder vs the float64 HF reference', () => {
  * Central differences (h = 1e-2 on O(0.1..1) values: truncation O(h²), float32 rounding
  * ~1e-7 · |loss| / h) of loss() at a few elements of each parameter, against backward().
  */
-function checkParamGrads(model: LlamaEncoder, loss: () => Tensor, names: string[], picks = 3, tol = 3e-3): void {
+function checkParamGrads(model: LlamaEncoder, loss: () => Tensor, names: string[], picks = 3, tol = 3e-3, h = 1e-2): void {
   const params = model.stateDict();
   model.zeroGrad();
   tidy(() => loss().backward());
@@ -249,7 +256,7 @@ function checkParamGrads(model: LlamaEncoder, loss: () => Tensor, names: string[
     const g = p.grad!.toArray();
     for (let j = 0; j < picks; j++) {
       const i = Math.floor(((hostRandom(1, 900 + 10 * k + j)[0] + 1) / 2) * v.length);
-      const x = v[i], h = 1e-2;
+      const x = v[i];
       v[i] = x + h;
       const fp = noGrad(() => tidy(() => loss().item()));
       v[i] = x - h;
@@ -313,6 +320,28 @@ describe('LlamaEncoder training', () => {
       const mntp = () => m.mntpLoss(m.forward(idsTensor(ids), idsTensor(MASK), { causal: true }), labels);
       checkParamGrads(m, mntp, ['lm_head.weight', 'layers.1.self_attn.q_proj.weight', 'layers.0.mlp.down_proj.weight'], 3, 5e-3);
       labels.dispose();
+    } finally {
+      m.dispose();
+    }
+  });
+
+  test('LoRA gradients (lora_A, lora_B) by finite differences; nothing leaks', () => {
+    const m = fresh().withLora({ r: 2, alpha: 4, targets: ['q_proj', 'v_proj', 'o_proj', 'up_proj', 'down_proj'], seed: 8 });
+    try {
+      noGrad(() => tidy(() => { for (const t of Object.values(m.loraStateDict())) copyInto(t, F.scale(tensor(hostRandom(t.size, 3 * t.size + 1), t.shape), 0.5)); }));
+      const loss = () => F.sum(F.mul(m.pool(m.forward(idsTensor(ids), idsTensor(MASK)), idsTensor(MASK), 'eos'), proj));
+      checkParamGrads(m, loss, [
+        'layers.0.self_attn.q_proj.lora_A', 'layers.0.self_attn.q_proj.lora_B', 'layers.1.self_attn.v_proj.lora_A',
+        'layers.0.self_attn.o_proj.lora_B', 'layers.1.mlp.up_proj.lora_A', 'layers.0.mlp.down_proj.lora_B',
+      ], 3, 3e-3, 3e-3); // h = 3e-3: gradients up to ~20 here, the O(h²) term needs the smaller step
+      expect(m.stateDict()['layers.0.self_attn.q_proj.base_layer.weight'].grad).toBeNull();
+      // a forward + backward in tidy leaves only the gradients of the trainable tensors
+      m.zeroGrad();
+      const before = tensorCounts().liveTensors;
+      tidy(() => loss().backward());
+      expect(tensorCounts().liveTensors - before).toBe(m.trainableParameters().length);
+      m.zeroGrad();
+      expect(tensorCounts().liveTensors).toBe(before);
     } finally {
       m.dispose();
     }
@@ -427,13 +456,14 @@ describe('LoRA and PEFT adapters', () => {
       fs.mkdirSync(d2);
       fs.copyFileSync(path.join(dir, 'adapter_config.json'), path.join(d2, 'adapter_config.json'));
       await saveSafetensors(path.join(d2, 'adapter_model.safetensors'), partial);
-      await expectCodeAsync(m2.loadLora(d2), 'CORRUPT_FILE', /layers\.1\.self_attn\.q_proj\.lora_B/);
+      await expectCodeAsync(m2.loadLora(d2), 'CORRUPT_FILE', /layers\.1\.self_attn\.q_proj.*lora_B/);
       expect(m2.loraConfig).toBeNull();
       // unexpected name
       await saveSafetensors(path.join(d2, 'adapter_model.safetensors'), { ...t, 'base_model.model.layers.0.self_attn.k_proj.lora_A.weight': t['base_model.model.layers.0.self_attn.q_proj.lora_A.weight'] });
       await expectCodeAsync(m2.loadLora(d2), 'CORRUPT_FILE', /k_proj\.lora_A/);
       for (const x of Object.values(t)) x.dispose();
-      // unsupported config
+      // unsupported config (with the valid adapter file back)
+      fs.copyFileSync(path.join(dir, 'adapter_model.safetensors'), path.join(d2, 'adapter_model.safetensors'));
       fs.writeFileSync(path.join(d2, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 2, lora_alpha: 8, target_modules: ['q_proj', 'lm_head'] }));
       await expectCodeAsync(m2.loadLora(d2), 'CORRUPT_FILE', /target_modules.*lm_head/);
       fs.writeFileSync(path.join(d2, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 2, target_modules: ['q_proj'], use_dora: true }));
@@ -526,6 +556,45 @@ describe('LlamaEncoder errors', () => {
       // an all-padding row stays finite
       const out = noGrad(() => tidy(() => m.forward(idsTensor([[1, 2, 3], [0, 0, 0]]), idsTensor([[1, 1, 1], [0, 0, 0]])).toArray()));
       for (const v of out) expect(Number.isFinite(v)).toBe(true);
+    } finally {
+      m.dispose();
+    }
+  });
+});
+
+describe('LlamaEncoder.encode with a tokenizer', () => {
+  test('strings and instruction pairs, batched: rows equal single-text forward + pool', () => {
+    const corpus = ['a dog runs on the grass', 'two cats sleep on a red sofa', 'the man rides a bike down the hill', 'a child plays with a ball'];
+    const tok = trainBpeTokenizer(corpus, { vocabSize: 3 + 256 + 30, minFrequency: 1 });
+    const cfg = randomLlamaConfig({ vocab_size: 3 + 256 + 30, num_hidden_layers: 1 });
+    const m = new LlamaEncoder(parseLlamaConfig(cfg), { seed: 12 });
+    try {
+      const texts = ['a dog on the sofa', 'cats', 'the child rides a red bike down the grass hill'];
+      const got = m.encode(tok, texts, { batchSize: 2, pooling: 'weighted_mean' });
+      expect(got.shape).toEqual([3, 48]);
+      expect(m.training).toBe(true);
+      const g = got.toArray();
+      got.dispose();
+      texts.forEach((t, i) => {
+        const want = noGrad(() => tidy(() => {
+          const b = tok.encodeBatch([t]);
+          return m.pool(m.forward(b.inputIds, b.attentionMask), b.attentionMask, 'weighted_mean').toArray();
+        }));
+        expect(relErr(g.slice(i * 48, (i + 1) * 48), want)).toBeLessThan(1e-5);
+      });
+      const pairs = [{ instruction: 'Retrieve a caption', text: 'a dog runs' }, { instruction: '', text: 'two cats on the grass' }];
+      const gp = m.encode(tok, pairs, { pooling: 'mean' });
+      const gpa = gp.toArray();
+      gp.dispose();
+      pairs.forEach((p, i) => {
+        const want = noGrad(() => tidy(() => {
+          const b = tok.encodeWithInstruction([p]);
+          return m.pool(m.forward(b.inputIds, b.attentionMask), b.embedMask, 'mean').toArray();
+        }));
+        expect(relErr(gpa.slice(i * 48, (i + 1) * 48), want)).toBeLessThan(1e-5);
+      });
+      expectCode(() => m.encode(tok, []), 'INVALID_ARGUMENT', /inputs/);
+      expectCode(() => m.encode(tok, ['a', { instruction: '', text: 'b' }] as never), 'INVALID_ARGUMENT', /all strings/);
     } finally {
       m.dispose();
     }

@@ -11,8 +11,11 @@ import { tidy } from '../scope';
 import { Tensor, shapeStr } from '../tensor';
 import * as F from '../functional';
 import { Module, Linear, LoRALinear, Embedding, RMSNorm, copyInto } from '../nn';
+import * as ops from '../ops';
 import type { RopeOptions } from '../ops';
-import { loadSafetensors, loadSafetensorsDir, saveSafetensors } from '../io/safetensors';
+import type { Tokenizer, InstructionPair } from '../tokenizer';
+import { loadSafetensorsDir } from '../io/safetensors';
+import { loadPeftAdapter, savePeftAdapter, peftName, parsePeftName } from '../io/peft';
 import { LlamaConfig, checkLlamaConfig, parseLlamaConfig } from './llama-config';
 
 export { parseLlamaConfig } from './llama-config';
@@ -103,6 +106,20 @@ export interface LlamaLoraConfig {
   targets: LlamaLoraTarget[];
   layers: number[] | null;
   useRslora: boolean;
+}
+
+/** Options of {@link LlamaEncoder.encode}. */
+export interface LlamaEncodeOptions {
+  /** Pooling mode (default 'mean'). */
+  pooling?: LlamaPooling;
+  /** Longest token sequence (default 512). */
+  maxLength?: number;
+  /** Texts per forward (default 32). */
+  batchSize?: number;
+  /** Append the tokenizer's EOS token to every text (default false). */
+  appendEos?: boolean;
+  /** Causal attention instead of bidirectional (default false). */
+  causal?: boolean;
 }
 
 /** Options of {@link LlamaEncoder.mntpLoss}. */
@@ -503,6 +520,50 @@ export class LlamaEncoder extends Module {
     }
   }
 
+  /**
+   * Embeds texts (noGrad, eval mode; the training mode is restored after): strings via
+   * tokenizer.encodeBatch (right padding, pooled over the attention mask), or LLM2Vec's
+   * {instruction, text} pairs via tokenizer.encodeWithInstruction (left padding, the
+   * instruction attended but not pooled). Batches of options.batchSize (default 32),
+   * truncated to options.maxLength (default 512); pooling options.pooling (default
+   * 'mean'); options.appendEos passes to the tokenizer (LLM2Vec appends EOS for eos
+   * pooling). Returns float32 [N, hidden] on the model's device, rows in input order.
+   */
+  encode(tokenizer: Tokenizer, inputs: string[] | InstructionPair[], options: LlamaEncodeOptions = {}): Tensor {
+    const what = 'LlamaEncoder.encode';
+    if (tokenizer === null || typeof tokenizer !== 'object' || typeof tokenizer.encodeBatch !== 'function')
+      fail('INVALID_ARGUMENT', `${what}: tokenizer must be a Tokenizer`);
+    if (!Array.isArray(inputs) || inputs.length === 0) fail('INVALID_ARGUMENT', `${what}: inputs must be a non-empty array of strings or {instruction, text}`);
+    const pairs = typeof inputs[0] !== 'string';
+    if (inputs.some((x) => (typeof x === 'string') === pairs))
+      fail('INVALID_ARGUMENT', `${what}: inputs must be all strings or all {instruction, text} pairs`);
+    const bs = options.batchSize ?? 32;
+    if (!Number.isSafeInteger(bs) || bs < 1) fail('INVALID_ARGUMENT', `${what}: options.batchSize must be a positive integer (got ${String(bs)})`);
+    const maxLength = options.maxLength ?? 512;
+    const pooling = options.pooling ?? 'mean';
+    const wasTraining = this.training;
+    this.eval();
+    const parts: Tensor[] = [];
+    try {
+      for (let i = 0; i < inputs.length; i += bs) {
+        const chunk = inputs.slice(i, i + bs);
+        parts.push(noGrad(() => tidy(() => {
+          const o = { maxLength, device: this.device, appendEos: options.appendEos };
+          const batch = pairs ? tokenizer.encodeWithInstruction(chunk as InstructionPair[], o) : tokenizer.encodeBatch(chunk as string[], o);
+          const poolMask = 'embedMask' in batch ? (batch as { embedMask: Tensor }).embedMask : batch.attentionMask;
+          const h = this.forward(batch.inputIds, batch.attentionMask, { causal: options.causal });
+          const p = this.pool(h, poolMask, pooling);
+          return p.dtype === 'float32' ? p : p.cast('float32');
+        })));
+      }
+      if (parts.length === 1) return parts.pop()!;
+      return ops.concat(parts, 0);
+    } finally {
+      for (const t of parts) t.dispose();
+      this.train(wasTraining);
+    }
+  }
+
   // ------------------------------------------------------------------ lm head, MNTP
 
   /** Whether the model has an lm head (tied, or its own lm_head.weight). */
@@ -674,36 +735,22 @@ export class LlamaEncoder extends Module {
     this.needLora(what);
     const cfg = this.lora_!;
     const tensors: Record<string, Tensor> = {};
-    for (const [n, t] of Object.entries(this.loraStateDict())) tensors[`base_model.model.${n}.weight`] = t;
-    const adapterConfig = {
-      alpha_pattern: {},
-      auto_mapping: null,
-      base_model_name_or_path: options.baseModelNameOrPath ?? null,
-      bias: 'none',
-      fan_in_fan_out: false,
-      inference_mode: true,
-      init_lora_weights: true,
-      layers_pattern: null,
-      layers_to_transform: cfg.layers,
-      lora_alpha: cfg.alpha,
-      lora_dropout: cfg.dropout,
-      modules_to_save: null,
-      peft_type: 'LORA',
-      r: cfg.r,
-      rank_pattern: {},
-      revision: null,
-      target_modules: [...cfg.targets],
-      task_type: null,
-      use_dora: false,
-      use_rslora: cfg.useRslora,
-    };
-    try {
-      fs.mkdirSync(dir, { recursive: true });
-      fs.writeFileSync(path.join(dir, 'adapter_config.json'), JSON.stringify(adapterConfig, null, 2) + '\n');
-    } catch (e) {
-      fail('IO_ERROR', `${what}: cannot write ${path.join(dir, 'adapter_config.json')} (${(e as Error).message})`);
+    for (const [n, t] of Object.entries(this.loraStateDict())) tensors[peftName(n.replace(/\.lora_[AB]$/, ''), n.endsWith('A') ? 'A' : 'B')] = t;
+    await savePeftAdapter(dir, tensors, {
+      r: cfg.r, loraAlpha: cfg.alpha, loraDropout: cfg.dropout, targetModules: [...cfg.targets], useRslora: cfg.useRslora,
+      baseModelNameOrPath: options.baseModelNameOrPath ?? null,
+    });
+    if (cfg.layers) {
+      // savePeftAdapter writes layers_to_transform: null; record the layer subset.
+      const cfgPath = path.join(dir, 'adapter_config.json');
+      try {
+        const j = JSON.parse(fs.readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
+        j.layers_to_transform = [...cfg.layers];
+        fs.writeFileSync(cfgPath, JSON.stringify(j, null, 2) + '\n');
+      } catch (e) {
+        fail('IO_ERROR', `${what}: cannot update ${cfgPath} (${(e as Error).message})`);
+      }
     }
-    await saveSafetensors(path.join(dir, 'adapter_model.safetensors'), tensors);
   }
 
   /**
@@ -719,33 +766,30 @@ export class LlamaEncoder extends Module {
     const what = `LlamaEncoder.loadLora(${JSON.stringify(dir)})`;
     if (typeof dir !== 'string' || dir.length === 0) fail('INVALID_ARGUMENT', 'LlamaEncoder.loadLora(dir): dir must be a non-empty string');
     const cfgPath = path.join(dir, 'adapter_config.json');
-    const want = parseAdapterConfig(readJson(cfgPath, what), cfgPath, this.layers.length);
-    if (this.lora_) {
-      const have = this.lora_;
-      const same = have.r === want.r && have.alpha === want.alpha && have.useRslora === want.useRslora
-        && [...have.targets].sort().join() === [...want.targets].sort().join()
-        && JSON.stringify(have.layers) === JSON.stringify(want.layers);
-      if (!same)
-        fail('INVALID_ARGUMENT', `${what}: the model's adapters (r ${have.r}, alpha ${have.alpha}, targets ${have.targets.join(',')}) differ from ${cfgPath} (r ${want.r}, alpha ${want.alpha}, targets ${want.targets.join(',')}); mergeAndUnloadLora() first`);
-      if (this.loraModules().some(([, m]) => m.merged)) fail('INVALID_ARGUMENT', `${what}: the adapters are merged; unmergeLora() first`);
-    }
-    const file = path.join(dir, 'adapter_model.safetensors');
-    if (!fs.existsSync(file)) {
-      const bin = fs.existsSync(path.join(dir, 'adapter_model.bin'));
-      fail('IO_ERROR', `${what}: ${file} is missing${bin ? ' (adapter_model.bin, a pickle, is not supported: convert it to safetensors)' : ''}`);
-    }
-    const loaded = await loadSafetensors(file);
+    // Reads and checks the folder (config fields, A/B pairs and ranks): io/peft.
+    const adapter = await loadPeftAdapter(dir);
+    const loaded = adapter.tensors;
     const injected = !this.lora_;
     try {
+      const want = parseAdapterConfig(adapter.rawConfig, cfgPath, this.layers.length);
+      if (this.lora_) {
+        const have = this.lora_;
+        const same = have.r === want.r && have.alpha === want.alpha && have.useRslora === want.useRslora
+          && [...have.targets].sort().join() === [...want.targets].sort().join()
+          && JSON.stringify(have.layers) === JSON.stringify(want.layers);
+        if (!same)
+          fail('INVALID_ARGUMENT', `${what}: the model's adapters (r ${have.r}, alpha ${have.alpha}, targets ${have.targets.join(',')}) differ from ${cfgPath} (r ${want.r}, alpha ${want.alpha}, targets ${want.targets.join(',')}); mergeAndUnloadLora() first`);
+        if (this.loraModules().some(([, m]) => m.merged)) fail('INVALID_ARGUMENT', `${what}: the adapters are merged; unmergeLora() first`);
+      }
+      const file = path.join(dir, 'adapter_model.safetensors');
       if (injected) this.withLora({ r: want.r, alpha: want.alpha, dropout: want.dropout, targets: want.targets, layers: want.layers, useRslora: want.useRslora });
       const own = new Map(Object.entries(this.loraStateDict()));
       const got = new Map<string, Tensor>();
       const unexpected: string[] = [];
       for (const [n, t] of Object.entries(loaded)) {
-        let m = n.startsWith('base_model.model.') ? n.slice('base_model.model.'.length) : n;
-        if (m.startsWith('model.')) m = m.slice(6);
-        const mm = /^(.*\.lora_[AB])(?:\.default)?\.weight$/.exec(m);
-        const key = mm ? mm[1] : m;
+        const p = parsePeftName(n);
+        const mod = p ? (p.modulePath.startsWith('model.') ? p.modulePath.slice(6) : p.modulePath) : null;
+        const key = p ? `${mod}.lora_${p.which}` : n;
         if (!own.has(key) || got.has(key)) unexpected.push(n);
         else got.set(key, t);
       }
