@@ -11,7 +11,7 @@ import { loadSafetensors } from '../src/io/safetensors';
 import { copyInto } from '../src/nn';
 import { tensorCounts } from '../src/tensor';
 import { trainBpeTokenizer } from '../src/tokenizer';
-import { expectCode, hostRandom, relErr } from './helpers';
+import { describeGpu, expectCode, hostRandom, relErr } from './helpers';
 import {
   randomLlamaConfig, randomLlamaWeights, llamaForwardRef, llamaLogitsRef, poolRef, writeHfLlamaDir, LlamaRefConfig, PoolMode,
 } from './ref/llama-ref';
@@ -597,6 +597,60 @@ describe('LlamaEncoder.encode with a tokenizer', () => {
       expectCode(() => m.encode(tok, ['a', { instruction: '', text: 'b' }] as never), 'INVALID_ARGUMENT', /all strings/);
     } finally {
       m.dispose();
+    }
+  });
+});
+
+describeGpu('LlamaEncoder on CUDA', () => {
+  test('fromPretrained to cuda: forward, pooling, MNTP loss and LoRA gradients match the CPU; bfloat16 within bf16 rounding', async () => {
+    const cfg = randomLlamaConfig();
+    const fx = fixture(505, cfg, { prefix: 'model.', dtype: 'BF16', shards: 2 });
+    const ids = randomIds(29, cfg.vocab_size);
+    const cpu = await LlamaEncoder.fromPretrained(fx.dir);
+    const gpu = await LlamaEncoder.fromPretrained(fx.dir, { device: 'cuda' });
+    const gbf = await LlamaEncoder.fromPretrained(fx.dir, { device: 'cuda', dtype: 'bfloat16' });
+    try {
+      expect(gpu.device).toMatch(/^cuda/);
+      const want = llamaForwardRef(cfg, fx.weights, ids, MASK, { bidirectional: true, positionIds: defaultPositions(MASK) });
+      // ids and masks on the CPU are moved to the model's device
+      expect(relErr(forwardArray(gpu, ids, MASK), want)).toBeLessThan(1e-4);
+      expect(relErr(forwardArray(gbf, ids, MASK), want)).toBeLessThan(3e-2);
+      const causalWant = llamaForwardRef(cfg, fx.weights, ids, MASK, { bidirectional: false, positionIds: defaultPositions(MASK) });
+      expect(relErr(rows(forwardArray(gpu, ids, MASK, { causal: true }), MASK, 48), rows(causalWant, MASK, 48))).toBeLessThan(1e-4);
+      for (const mode of ['mean', 'weighted_mean', 'eos', 'bos'] as PoolMode[]) {
+        const got = noGrad(() => tidy(() => gpu.pool(gpu.forward(idsTensor(ids), idsTensor(MASK)), idsTensor(MASK), mode).toArray()));
+        expect(relErr(got, poolRef(want, MASK, B, S, 48, mode))).toBeLessThan(1e-4);
+      }
+      const labels = idsTensor(ids.map((r) => r.map((t, s) => (s % 2 ? t : -100))));
+      const lc = noGrad(() => tidy(() => cpu.mntpLoss(cpu.forward(idsTensor(ids), idsTensor(MASK)), labels).item()));
+      const lg = noGrad(() => tidy(() => gpu.mntpLoss(gpu.forward(idsTensor(ids), idsTensor(MASK)), labels).item()));
+      expect(Math.abs(lg - lc) / lc).toBeLessThan(1e-4);
+      labels.dispose();
+      // LoRA gradients (same adapter values on both), with checkpointing on the GPU
+      cpu.withLora({ r: 4, alpha: 8, seed: 2 });
+      gpu.withLora({ r: 4, alpha: 8, seed: 2 });
+      noGrad(() => tidy(() => {
+        const g = gpu.loraStateDict();
+        for (const [n, t] of Object.entries(cpu.loraStateDict())) {
+          copyInto(t, F.scale(tensor(hostRandom(t.size, t.size + 5), t.shape), 0.2));
+          copyInto(g[n], t);
+        }
+      }));
+      const proj = tensor(hostRandom(B * 48, 61), [B, 48]);
+      const projG = proj.to('cuda');
+      const grads = (m: LlamaEncoder, p: Tensor, ck: boolean) => {
+        m.zeroGrad();
+        tidy(() => F.sum(F.mul(m.pool(m.forward(idsTensor(ids), idsTensor(MASK), { checkpoint: ck }), idsTensor(MASK), 'mean'), p)).backward());
+        return m.trainableParameters().map((t) => t.grad!.toArray());
+      };
+      const a = grads(cpu, proj, false), b = grads(gpu, projG, true);
+      a.forEach((g, i) => expect(relErr(b[i], g)).toBeLessThan(1e-4));
+      proj.dispose();
+      projG.dispose();
+    } finally {
+      cpu.dispose();
+      gpu.dispose();
+      gbf.dispose();
     }
   });
 });
