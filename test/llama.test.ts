@@ -179,6 +179,20 @@ describe('LlamaEncoder vs the float64 HF reference', () => {
       // bfloat16 activations: each rounding ~2^-9 relative; over 2 layers a few 1e-3, bound 3e-2.
       expect(mbf.dtype).toBe('bfloat16');
       expect(relErr(forwardArray(mbf, ids, MASK), want)).toBeLessThan(3e-2);
+      // pooling (float weights over bfloat16 states), the MNTP loss, float32 LoRA over a bfloat16 base
+      for (const mode of ['weighted_mean', 'eos'] as PoolMode[]) {
+        const got = noGrad(() => tidy(() => mbf.pool(mbf.forward(idsTensor(ids), idsTensor(MASK)), idsTensor(MASK), mode).toArray()));
+        expect(relErr(got, poolRef(want, MASK, B, S, 48, mode))).toBeLessThan(3e-2);
+      }
+      mbf.withLora({ r: 2, seed: 1 }).train();
+      const labels = idsTensor(ids.map((r) => r.map((t, s) => (s % 2 ? t : -100))));
+      tidy(() => mbf.mntpLoss(mbf.forward(idsTensor(ids), idsTensor(MASK), { checkpoint: true }), labels).backward());
+      labels.dispose();
+      const gA = mbf.loraStateDict()['layers.0.self_attn.q_proj.lora_B'];
+      expect(gA.dtype).toBe('float32');
+      expect(gA.grad).not.toBeNull();
+      expect(gA.grad!.toArray().some((v) => v !== 0)).toBe(true);
+      expect(gA.grad!.toArray().every((v) => Number.isFinite(v))).toBe(true);
     } finally {
       m32.dispose();
       mbf.dispose();
