@@ -80,7 +80,7 @@ interface Fixture {
   weights: RefWeights;
   dir: string;
 }
-function fixture(seed: number, cfg: LlamaRefConfig, opts: { prefix: 'model.' | ''; dtype: 'F32' | 'BF16'; shards?: number }): Fixture {
+function fixture(seed: number, cfg: LlamaRefConfig, opts: { prefix: 'model.' | ''; dtype: 'F32' | 'BF16' | 'F16'; shards?: number }): Fixture {
   const dir = tmpDir();
   const stored = writeHfLlamaDir(dir, cfg, randomLlamaWeights(cfg, seed), opts);
   return { config: cfg, weights: stored, dir };
@@ -199,14 +199,15 @@ describe('LlamaEncoder vs the float64 HF reference', () => {
     }
   });
 
-  test('qwen2 (q/k/v biases), llama attention_bias (o bias too), tied mistral without lm_head', async () => {
+  test('qwen2 (q/k/v biases), llama attention_bias (o bias too; f16 on disk), tied mistral without lm_head', async () => {
     const cases: LlamaRefConfig[] = [
       randomLlamaConfig({ modelType: 'qwen2', ropeScaling: null, num_key_value_heads: 1, head_dim: 12 }),
       randomLlamaConfig({ attention_bias: true, num_hidden_layers: 1 }),
       randomLlamaConfig({ modelType: 'mistral', ropeScaling: null, tie_word_embeddings: true, num_key_value_heads: 4 }),
     ];
     for (const [i, c] of cases.entries()) {
-      const f = fixture(300 + i, c, { prefix: i === 1 ? '' : 'model.', dtype: 'F32' });
+      // case 1 stored as float16 (the reference reads the same rounded weights)
+      const f = fixture(300 + i, c, { prefix: i === 1 ? '' : 'model.', dtype: i === 1 ? 'F16' : 'F32' });
       const m = await LlamaEncoder.fromPretrained(f.dir);
       try {
         const names = Object.keys(m.stateDict());
