@@ -109,6 +109,20 @@ export function toSeed(seed: number | bigint, what: string): bigint {
   fail('INVALID_ARGUMENT', `${what}: a non-negative integer below 2^64 is required (got ${String(seed)})`);
 }
 
+/** @internal The position in the seed sequence (activation checkpointing rewinds it). */
+export function getSeedState(): bigint {
+  return nextSeed;
+}
+/** @internal */
+export function setSeedState(s: bigint): void {
+  nextSeed = s;
+}
+
+/** @internal The next seed of the sequence (for dropout masks and the like). */
+export function nextRandomSeed(): bigint {
+  return drawSeed(undefined, '');
+}
+
 function drawSeed(seed: number | bigint | undefined, what: string): bigint {
   if (seed !== undefined) return toSeed(seed, what);
   const s = nextSeed;

@@ -12,6 +12,15 @@ export { memoryStats, emptyCache, cuda, getNumThreads, setNumThreads, getCpuIsa,
 export type { MemoryStats, ProcessMemoryStats, CpuIsa } from './runtime';
 import * as ops from './ops';
 export { ops };
+export { noGrad, enableGrad, isGradEnabled, checkpoint } from './autograd';
+import * as F from './functional';
+export { F };
+import * as nn from './nn';
+export { nn };
+export { Module, Linear, LoRALinear, Embedding, RMSNorm, LayerNorm, Dropout, MLP } from './nn';
+export type { ModuleOptions, LoraOptions, LoadStateDictOptions, LoadStateDictResult, Activation } from './nn';
+export { AdamW, cosineSchedule } from './optim';
+export type { AdamWConfig, StepResult } from './optim';
 export { loadSafetensors, saveSafetensors, readSafetensorsHeader, loadSafetensorsDir, MAX_HEADER_BYTES } from './io/safetensors';
 export type { LoadSafetensorsOptions, LoadSafetensorsDirOptions, SafetensorsHeader, SafetensorsEntry } from './io/safetensors';
 export { savePeftAdapter, loadPeftAdapter, peftName, parsePeftName, loraScale } from './io/peft';

@@ -67,11 +67,84 @@ export function setPoisonOutputs(on: boolean): boolean {
   return was;
 }
 
+/** @internal The autograd record of an op output (see autograd.ts). */
+export interface GradNode {
+  readonly name: string;
+  /** The op's tensor inputs, in order (null where an input is absent or not differentiable). */
+  readonly inputs: readonly (Tensor | null)[];
+  /** Gradients of the inputs from the output's gradient (null where none is needed). */
+  backward(grad: Tensor): (Tensor | null)[];
+  /** Frees the tensors saved for the backward. */
+  release(): void;
+  released: boolean;
+}
+
+/** @internal Hooks autograd.ts installs (it imports this file, not the reverse). */
+export const autogradHooks: {
+  backward: ((t: Tensor, grad: Tensor | null, retainGraph: boolean) => void) | null;
+  /** Records reshape / cast / to on a tensor that requires grad. */
+  view: ((input: Tensor, out: Tensor, kind: 'reshape' | 'cast' | 'to') => Tensor) | null;
+} = { backward: null, view: null };
+
 export class Tensor {
   readonly shape: readonly number[];
   readonly dtype: DType;
   /** @internal */ readonly storage: StorageRef;
   private disposed = false;
+  private requiresGrad_ = false;
+  /**
+   * The gradient accumulated by backward() into a leaf tensor that requires grad (null
+   * until then). The tensor owns it: dispose() disposes it; zeroGrad() drops it.
+   */
+  grad: Tensor | null = null;
+  /** @internal The op that made this tensor (null for leaves and outside autograd). */
+  gradFn: GradNode | null = null;
+
+  /**
+   * Whether gradients flow to this tensor. Settable on leaf tensors (parameters); op
+   * outputs require grad when an input does (and grad mode is on, see noGrad()).
+   */
+  get requiresGrad(): boolean {
+    return this.requiresGrad_;
+  }
+  set requiresGrad(on: boolean) {
+    if (typeof on !== 'boolean') fail('INVALID_ARGUMENT', `requiresGrad: a boolean is required (got ${typeof on})`);
+    if (this.gradFn && !on)
+      fail('INVALID_ARGUMENT', `requiresGrad: ${this.toString()} is the output of ${this.gradFn.name}; use detach() to stop gradients`);
+    if (on && this.dtype === 'int32') fail('DTYPE_MISMATCH', `requiresGrad: an int32 tensor cannot require grad`);
+    this.requiresGrad_ = on;
+  }
+  /** Sets requiresGrad (default true) and returns this tensor. */
+  setRequiresGrad(on = true): this {
+    this.requiresGrad = on;
+    return this;
+  }
+  /** A leaf: made by the user (not by a recorded op). */
+  get isLeaf(): boolean {
+    return this.gradFn === null;
+  }
+
+  /**
+   * Back-propagates from this tensor: accumulates d(this)/d(leaf) · grad into .grad of
+   * every leaf that requires grad. grad defaults to 1 for a one-element tensor. The graph's
+   * saved tensors are freed afterwards unless retainGraph is true.
+   */
+  backward(grad: Tensor | null = null, options: { retainGraph?: boolean } = {}): void {
+    if (!autogradHooks.backward) fail('INTERNAL', 'backward(): autograd is not loaded');
+    autogradHooks.backward(this, grad, !!options.retainGraph);
+  }
+
+  /** A tensor sharing this one's memory, cut from the graph (requiresGrad false). */
+  detach(): Tensor {
+    this.nat('detach()');
+    return new Tensor(this.storage, this.shape, this.dtype);
+  }
+
+  /** Drops (disposes) the accumulated gradient. */
+  zeroGrad(): void {
+    this.grad?.dispose();
+    this.grad = null;
+  }
 
   /** @internal Use tensor(), zeros(), randn(), ... to make tensors. */
   constructor(storage: StorageRef, shape: readonly number[], dtype: DType) {
@@ -123,6 +196,8 @@ export class Tensor {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.grad?.dispose();
+    this.grad = null;
     registry.unregister(this);
     stats.live--;
     this.storage.release();
@@ -188,8 +263,19 @@ export class Tensor {
   to(device: string): Tensor {
     const dev = parseDevice(device, 'to(device)');
     this.nat('to()');
-    if (sameDevice(dev, this.storage.device)) return new Tensor(this.storage, this.shape, this.dtype);
-    const out = Tensor.empty(this.shape, this.dtype, dev);
+    let out: Tensor;
+    if (sameDevice(dev, this.storage.device)) out = new Tensor(this.storage, this.shape, this.dtype);
+    else {
+      out = Tensor.empty(this.shape, this.dtype, dev);
+      native.copy(...out.nat(), ...this.nat());
+    }
+    return this.recordView(out, 'to');
+  }
+
+  /** A copy with its own memory (same dtype, shape and device; not recorded by autograd). */
+  clone(): Tensor {
+    this.nat('clone()');
+    const out = Tensor.empty(this.shape, this.dtype, this.storage.device);
     native.copy(...out.nat(), ...this.nat());
     return out;
   }
@@ -198,10 +284,10 @@ export class Tensor {
   cast(dtype: DType): Tensor {
     checkDType(dtype, 'cast(dtype)');
     this.nat('cast()');
-    if (dtype === this.dtype) return new Tensor(this.storage, this.shape, this.dtype);
+    if (dtype === this.dtype) return this.recordView(new Tensor(this.storage, this.shape, this.dtype), 'cast');
     const out = Tensor.empty(this.shape, dtype, this.storage.device);
     native.cast(...out.nat(), ...this.nat());
-    return out;
+    return this.recordView(out, 'cast');
   }
 
   /** The same memory seen with another shape (one dimension may be -1). */
@@ -221,7 +307,11 @@ export class Tensor {
     }
     if (shapeSize(out) !== this.size)
       fail('SHAPE_MISMATCH', `reshape(${shapeStr(shape)}): ${shapeStr(this.shape)} has ${this.size} elements, the new shape ${shapeSize(out)}`);
-    return new Tensor(this.storage, out, this.dtype);
+    return this.recordView(new Tensor(this.storage, out, this.dtype), 'reshape');
+  }
+
+  private recordView(out: Tensor, kind: 'reshape' | 'cast' | 'to'): Tensor {
+    return this.requiresGrad_ && autogradHooks.view ? autogradHooks.view(this, out, kind) : out;
   }
 
   toString(): string {
