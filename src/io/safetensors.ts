@@ -227,9 +227,10 @@ async function readTensor(fh: fs.promises.FileHandle, file: string, name: string
         narrow(part, v as Float32Array | Int32Array, off / 8, e.dtype, file, name);
       }
     } else {
-      const dst = new Uint8Array(v.buffer, v.byteOffset, bytes);
+      // One small view per chunk: a typed array over a whole multi-GiB tensor may exceed
+      // Node's typed-array length limit even where the tensor's ArrayBuffer does not.
       for (let off = 0; off < bytes; off += chunkBytes)
-        await readFully(fh, dst.subarray(off, Math.min(bytes, off + chunkBytes)), pos + off, file);
+        await readFully(fh, new Uint8Array(v.buffer, v.byteOffset + off, Math.min(chunkBytes, bytes - off)), pos + off, file);
     }
     return t;
   } catch (err) {
@@ -393,22 +394,23 @@ export async function saveSafetensors(file: string, tensors: Record<string, Tens
   let ok = false;
   try {
     let pos = 0;
-    const write = async (src: Uint8Array): Promise<void> => {
-      for (let off = 0; off < src.length; ) {
-        const len = Math.min(chunkBytes, src.length - off);
-        const { bytesWritten } = await fh.write(src, off, len, pos);
+    const write = async (buf: ArrayBufferLike, start: number, bytes: number): Promise<void> => {
+      for (let off = 0; off < bytes; ) {
+        const chunk = new Uint8Array(buf, start + off, Math.min(chunkBytes, bytes - off));
+        const { bytesWritten } = await fh.write(chunk, 0, chunk.length, pos);
+        if (bytesWritten <= 0) throw new Error(`no bytes written at offset ${pos}`);
         off += bytesWritten;
         pos += bytesWritten;
       }
     };
-    await write(lenBuf);
-    await write(json);
+    await write(lenBuf.buffer, lenBuf.byteOffset, lenBuf.length);
+    await write(json.buffer, json.byteOffset, json.length);
     for (const [, t] of entries) {
       if (t.size === 0) continue;
       const host = t.device === 'cpu' ? t : t.to('cpu');
       try {
         const v = host.view();
-        await write(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+        await write(v.buffer, v.byteOffset, t.size * dtypeSize(t.dtype));
       } finally {
         if (host !== t) host.dispose();
       }
