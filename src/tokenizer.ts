@@ -131,7 +131,7 @@ function checkText(t: unknown, what: string): string {
  * A Hugging Face tokenizer (a tokenizer.json, with its tokenizer_config.json when given).
  *
  * Special ids: bosId / eosId / padId come from the config's bos_token / eos_token /
- * pad_token, else from well-known added tokens (BOS: <|begin_of_text|>, <|bos|>, <s>,
+ * pad_token (null there: none), else from well-known added tokens (BOS: <|begin_of_text|>, <|bos|>, <s>,
  * <bos>; EOS: <|end_of_text|>, <|eos|>, </s>, <eos>, <|endoftext|>; PAD: <|pad|>, <pad>,
  * [PAD], <|finetune_right_pad_id|>), else null.
  */
