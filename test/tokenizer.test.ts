@@ -86,6 +86,9 @@ describe('BPE trainer (small corpora)', () => {
     const again = trainBpeTokenizer(corpus, { vocabSize: 1000 });
     expect(again.toJSON()).toEqual(tok.toJSON());
     expect(trainBpeTokenizer(corpus, { vocabSize: 1000, minFrequency: 1 }).vocabSize).toBeGreaterThan(tok.vocabSize);
+    // One string is one document; a generator works too.
+    expect(trainBpeTokenizer('ab ab ab cd\nxy', { vocabSize: 1000 }).toJSON()).toMatchObject({ model: { merges: ['a b', 'Ġ ab'] } });
+    expect(trainBpeTokenizer((function* () { yield* corpus; })(), { vocabSize: 1000 }).toJSON()).toEqual(tok.toJSON());
   });
 
   test('special tokens: custom list and roles, no BOS template when there is no BOS', () => {
