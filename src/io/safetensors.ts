@@ -8,7 +8,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { DType, checkDType, dtypeSize, isFloat } from '../dtype';
+import { DType, checkDType, dtypeSize, isFloat, parseDevice } from '../dtype';
 import { Llm2ClipError, fail } from '../errors';
 import { Tensor, shapeSize, shapeStr } from '../tensor';
 
@@ -255,8 +255,7 @@ function checkLoadOptions(options: LoadSafetensorsOptions, what: string): void {
     checkDType(options.dtype, `${what}: options.dtype`);
     if (!isFloat(options.dtype)) fail('INVALID_ARGUMENT', `${what}: options.dtype must be a float dtype (got ${options.dtype}); int32 tensors are never cast`);
   }
-  if (options.device !== undefined && typeof options.device !== 'string')
-    fail('INVALID_ARGUMENT', `${what}: options.device must be a string such as 'cpu' or 'cuda'`);
+  if (options.device !== undefined) parseDevice(options.device, `${what}: options.device`); // before any I/O
 }
 
 /** Casts / moves a freshly read CPU tensor as the options ask; disposes the input when it makes a new one. */
