@@ -310,7 +310,8 @@ function disposeAll(ts: Record<string, Tensor>): void {
 
 /**
  * Loads tensors from a safetensors file: F32, BF16, F16 and I32 as float32, bfloat16,
- * float16 and int32 (bit-exact); F64 and I64 are narrowed to float32 (rounded) and int32
+ * float16 and int32 (bit-exact); F64 and I64 are narrowed to float32 (rounded; beyond its
+ * range to ±Infinity) and int32
  * (DTYPE_MISMATCH if a value does not fit). Other dtypes (BOOL, U8, I8, I16, U16, U32,
  * U64, F8_*, C64, ...) throw DTYPE_MISMATCH when selected: skip them with options.names.
  *
