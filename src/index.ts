@@ -19,6 +19,8 @@ import * as nn from './nn';
 export { nn };
 export { Module, Linear, LoRALinear, Embedding, RMSNorm, LayerNorm, Dropout, MLP } from './nn';
 export type { ModuleOptions, LoraOptions, LoadStateDictOptions, LoadStateDictResult, Activation } from './nn';
+export { AdamW, cosineSchedule } from './optim';
+export type { AdamWConfig, StepResult } from './optim';
 export { loadSafetensors, saveSafetensors, readSafetensorsHeader, loadSafetensorsDir, MAX_HEADER_BYTES } from './io/safetensors';
 export type { LoadSafetensorsOptions, LoadSafetensorsDirOptions, SafetensorsHeader, SafetensorsEntry } from './io/safetensors';
 export { savePeftAdapter, loadPeftAdapter, peftName, parsePeftName, loraScale } from './io/peft';

@@ -272,6 +272,14 @@ export class Tensor {
     return this.recordView(out, 'to');
   }
 
+  /** A copy with its own memory (same dtype, shape and device; not recorded by autograd). */
+  clone(): Tensor {
+    this.nat('clone()');
+    const out = Tensor.empty(this.shape, this.dtype, this.storage.device);
+    native.copy(...out.nat(), ...this.nat());
+    return out;
+  }
+
   /** A copy converted to dtype (round to nearest even for bfloat16/float16; NaN and Inf kept). */
   cast(dtype: DType): Tensor {
     checkDType(dtype, 'cast(dtype)');

@@ -131,7 +131,7 @@ function checkText(t: unknown, what: string): string {
  * A Hugging Face tokenizer (a tokenizer.json, with its tokenizer_config.json when given).
  *
  * Special ids: bosId / eosId / padId come from the config's bos_token / eos_token /
- * pad_token, else from well-known added tokens (BOS: <|begin_of_text|>, <|bos|>, <s>,
+ * pad_token (null there: none), else from well-known added tokens (BOS: <|begin_of_text|>, <|bos|>, <s>,
  * <bos>; EOS: <|end_of_text|>, <|eos|>, </s>, <eos>, <|endoftext|>; PAD: <|pad|>, <pad>,
  * [PAD], <|finetune_right_pad_id|>), else null.
  */
@@ -475,7 +475,8 @@ class PairHeap {
 }
 
 /**
- * Trains a byte-level BPE tokenizer (as GPT-2 / Llama-3): texts are split by GPT-2's
+ * Trains a byte-level BPE tokenizer (as GPT-2 / Llama-3) on texts (an iterable of
+ * documents, or one string): texts are split by GPT-2's
  * pre-tokenizer regex, mapped to bytes (each byte a printable character), and the most
  * frequent adjacent pair of symbols is merged repeatedly (ties: the pair of smaller ids)
  * until the vocabulary has vocabSize entries or no pair occurs minFrequency times.
@@ -484,8 +485,9 @@ class PairHeap {
  * BOS token in front when there is one, and saves as a tokenizer.json that Hugging Face
  * tokenizers (Rust, Python, JS) load.
  */
-export function trainBpeTokenizer(corpus: Iterable<string>, options: TrainBpeOptions): Tokenizer {
+export function trainBpeTokenizer(corpus: Iterable<string> | string, options: TrainBpeOptions): Tokenizer {
   const what = 'trainBpeTokenizer()';
+  if (typeof corpus === 'string') corpus = [corpus]; // one document, not its characters
   if (corpus === null || typeof corpus !== 'object' || typeof (corpus as Iterable<string>)[Symbol.iterator] !== 'function')
     fail('INVALID_ARGUMENT', `${what}: corpus must be an iterable of strings`);
   if (!isObj(options)) fail('INVALID_ARGUMENT', `${what}: options {vocabSize} are required`);

@@ -7,7 +7,7 @@ import * as path from 'path';
 import { Llm2ClipError, ErrorCode, Tensor, tensor, randn, DType, loadSafetensors, saveSafetensors, readSafetensorsHeader, loadSafetensorsDir } from '../src';
 import { setSafetensorsChunkBytes } from '../src/io/safetensors';
 import { tensorCounts } from '../src/tensor';
-import { hostRandom, describeGpu } from './helpers';
+import { hostRandom, describeGpu, hasGpu } from './helpers';
 
 let dir: string;
 beforeAll(() => {
@@ -175,6 +175,7 @@ describe('safetensors', () => {
     await expectCodeAsync(loadSafetensors(file, { names: ['zz'] }), 'INVALID_ARGUMENT', 'zz', file);
     await expectCodeAsync(loadSafetensors(file, { dtype: 'int32' }), 'INVALID_ARGUMENT', 'dtype');
     await expectCodeAsync(loadSafetensors(file, { device: 'tpu' }), 'INVALID_ARGUMENT', 'tpu');
+    if (!hasGpu) await expectCodeAsync(loadSafetensors(file, { device: 'cuda' }), 'DEVICE_UNAVAILABLE', 'cuda');
   });
 
   test('multi-chunk reads and writes (small chunk size), incl. F64 narrowing across chunks', async () => {

@@ -86,6 +86,9 @@ describe('BPE trainer (small corpora)', () => {
     const again = trainBpeTokenizer(corpus, { vocabSize: 1000 });
     expect(again.toJSON()).toEqual(tok.toJSON());
     expect(trainBpeTokenizer(corpus, { vocabSize: 1000, minFrequency: 1 }).vocabSize).toBeGreaterThan(tok.vocabSize);
+    // One string is one document; a generator works too.
+    expect(trainBpeTokenizer('ab ab ab cd\nxy', { vocabSize: 1000 }).toJSON()).toMatchObject({ model: { merges: ['a b', 'Ġ ab'] } });
+    expect(trainBpeTokenizer((function* () { yield* corpus; })(), { vocabSize: 1000 }).toJSON()).toEqual(tok.toJSON());
   });
 
   test('special tokens: custom list and roles, no BOS template when there is no BOS', () => {
@@ -315,6 +318,18 @@ describe('tokenizer files: errors', () => {
     expect(tok.encode('<|start_header_id|>user<|end_header_id|>\n\nhello<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n')).toEqual([
       128006, 882, 128007, 271, 15339, 128009, 128006, 78191, 128007, 271,
     ]);
+    // Ids of the reference Rust implementation (Hugging Face tokenizers 0.23.2, Python) on
+    // the same tokenizer.json, recorded once: Unicode, digit groups, whitespace runs, specials.
+    const rust: [string, number[]][] = [
+      ['A black dog and a spotted dog are fighting', [32, 3776, 5679, 323, 264, 30652, 5679, 527, 11039]],
+      ["naïve café 東京 👩\u200d👩\u200d👧 it's 1234567 3.14", [3458, 38672, 588, 53050, 119109, 62904, 102, 102470, 9468, 239, 102, 102470, 9468, 239, 100, 433, 596, 220, 4513, 10961, 22, 220, 18, 13, 975]],
+      ['  two  spaces\n\nand\ttabs ', [220, 1403, 220, 12908, 271, 438, 3324, 3518, 220]],
+      ['<|begin_of_text|>A photo of a cat.<|end_of_text|>', [128000, 32, 6685, 315, 264, 8415, 13, 128001]],
+    ];
+    for (const [text, ids] of rust) {
+      expect([text, tok.encode(text)]).toEqual([text, ids]);
+      expect(tok.decode(ids)).toBe(text);
+    }
     expect(tok.decode([128000, 9906, 1917])).toBe('<|begin_of_text|>Hello world');
     expect(tok.decode([128000, 9906, 1917], { skipSpecialTokens: true })).toBe('Hello world');
     const b = tok.encodeBatch(['Hello world', 'hello'], { appendEos: true, padding: 'left' });

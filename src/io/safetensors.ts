@@ -8,7 +8,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { DType, checkDType, dtypeSize, isFloat } from '../dtype';
+import { DType, checkDType, dtypeSize, isFloat, parseDevice } from '../dtype';
 import { Llm2ClipError, fail } from '../errors';
 import { Tensor, shapeSize, shapeStr } from '../tensor';
 
@@ -227,9 +227,10 @@ async function readTensor(fh: fs.promises.FileHandle, file: string, name: string
         narrow(part, v as Float32Array | Int32Array, off / 8, e.dtype, file, name);
       }
     } else {
-      const dst = new Uint8Array(v.buffer, v.byteOffset, bytes);
+      // One small view per chunk: a typed array over a whole multi-GiB tensor may exceed
+      // Node's typed-array length limit even where the tensor's ArrayBuffer does not.
       for (let off = 0; off < bytes; off += chunkBytes)
-        await readFully(fh, dst.subarray(off, Math.min(bytes, off + chunkBytes)), pos + off, file);
+        await readFully(fh, new Uint8Array(v.buffer, v.byteOffset + off, Math.min(chunkBytes, bytes - off)), pos + off, file);
     }
     return t;
   } catch (err) {
@@ -254,8 +255,7 @@ function checkLoadOptions(options: LoadSafetensorsOptions, what: string): void {
     checkDType(options.dtype, `${what}: options.dtype`);
     if (!isFloat(options.dtype)) fail('INVALID_ARGUMENT', `${what}: options.dtype must be a float dtype (got ${options.dtype}); int32 tensors are never cast`);
   }
-  if (options.device !== undefined && typeof options.device !== 'string')
-    fail('INVALID_ARGUMENT', `${what}: options.device must be a string such as 'cpu' or 'cuda'`);
+  if (options.device !== undefined) parseDevice(options.device, `${what}: options.device`); // before any I/O
 }
 
 /** Casts / moves a freshly read CPU tensor as the options ask; disposes the input when it makes a new one. */
@@ -310,7 +310,8 @@ function disposeAll(ts: Record<string, Tensor>): void {
 
 /**
  * Loads tensors from a safetensors file: F32, BF16, F16 and I32 as float32, bfloat16,
- * float16 and int32 (bit-exact); F64 and I64 are narrowed to float32 (rounded) and int32
+ * float16 and int32 (bit-exact); F64 and I64 are narrowed to float32 (rounded; beyond its
+ * range to ±Infinity) and int32
  * (DTYPE_MISMATCH if a value does not fit). Other dtypes (BOOL, U8, I8, I16, U16, U32,
  * U64, F8_*, C64, ...) throw DTYPE_MISMATCH when selected: skip them with options.names.
  *
@@ -393,22 +394,23 @@ export async function saveSafetensors(file: string, tensors: Record<string, Tens
   let ok = false;
   try {
     let pos = 0;
-    const write = async (src: Uint8Array): Promise<void> => {
-      for (let off = 0; off < src.length; ) {
-        const len = Math.min(chunkBytes, src.length - off);
-        const { bytesWritten } = await fh.write(src, off, len, pos);
+    const write = async (buf: ArrayBufferLike, start: number, bytes: number): Promise<void> => {
+      for (let off = 0; off < bytes; ) {
+        const chunk = new Uint8Array(buf, start + off, Math.min(chunkBytes, bytes - off));
+        const { bytesWritten } = await fh.write(chunk, 0, chunk.length, pos);
+        if (bytesWritten <= 0) throw new Error(`no bytes written at offset ${pos}`);
         off += bytesWritten;
         pos += bytesWritten;
       }
     };
-    await write(lenBuf);
-    await write(json);
+    await write(lenBuf.buffer, lenBuf.byteOffset, lenBuf.length);
+    await write(json.buffer, json.byteOffset, json.length);
     for (const [, t] of entries) {
       if (t.size === 0) continue;
       const host = t.device === 'cpu' ? t : t.to('cpu');
       try {
         const v = host.view();
-        await write(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+        await write(v.buffer, v.byteOffset, t.size * dtypeSize(t.dtype));
       } finally {
         if (host !== t) host.dispose();
       }
