@@ -446,6 +446,25 @@ describe('LoRA and PEFT adapters', () => {
       await m2.loadLora(dir);
       expect(m2.loraConfig).toEqual(m.loraConfig);
       expect(relErr(forwardArray(m2, ids, MASK), forwardArray(m, ids, MASK))).toBe(0);
+      // names of a LlamaForCausalLM base (base_model.model.model.layers...) with the adapter name kept
+      const t2 = await loadSafetensors(path.join(dir, 'adapter_model.safetensors'));
+      const renamed: Record<string, Tensor> = {};
+      for (const [n, x] of Object.entries(t2)) renamed[n.replace('base_model.model.', 'base_model.model.model.').replace(/\.weight$/, '.default.weight')] = x;
+      const d3 = tmpDir();
+      fs.mkdirSync(d3);
+      fs.copyFileSync(path.join(dir, 'adapter_config.json'), path.join(d3, 'adapter_config.json'));
+      const { saveSafetensors } = await import('../src/io/safetensors');
+      await saveSafetensors(path.join(d3, 'adapter_model.safetensors'), renamed);
+      for (const x of Object.values(t2)) x.dispose();
+      const m3 = await LlamaEncoder.fromPretrained(fx.dir);
+      await m3.loadLora(d3);
+      expect(relErr(forwardArray(m3, ids, MASK), forwardArray(m, ids, MASK))).toBe(0);
+      // LLM2Vec's stacking: merge_and_unload the first adapter, then a fresh one changes nothing
+      const before = forwardArray(m3, ids, MASK);
+      m3.mergeAndUnloadLora();
+      m3.withLora({ r: 2, seed: 5 });
+      expect(relErr(forwardArray(m3, ids, MASK), before)).toBeLessThan(1e-5);
+      m3.dispose();
       // loading into a model that already has the same adapters replaces their values
       randomizeLora(m2, 90);
       await m2.loadLora(dir);
