@@ -96,7 +96,7 @@ export function ones(shape: readonly number[], options: CreateOptions = {}): Ten
   return full(shape, 1, options);
 }
 
-let nextSeed = BigInt(Date.now()) * 2654435761n;
+let nextSeed = (BigInt(Date.now()) * 2654435761n) & ((1n << 64n) - 1n);
 
 /** Resets the seed sequence used by rand / randn calls that pass no seed. */
 export function manualSeed(seed: number | bigint): void {
