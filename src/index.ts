@@ -21,3 +21,15 @@ export { Module, Linear, LoRALinear, Embedding, RMSNorm, LayerNorm, Dropout, MLP
 export type { ModuleOptions, LoraOptions, LoadStateDictOptions, LoadStateDictResult, Activation } from './nn';
 export { AdamW, cosineSchedule } from './optim';
 export type { AdamWConfig, StepResult } from './optim';
+export { loadCaptions, loadCocoCaptions, loadCaptionsJsonl, loadPairsJsonl, loadImageInWords, detectCaptionFormat } from './data/captions';
+export { loadFlickr8k, FLICKR8K_SPLIT_FILES } from './data/flickr8k';
+export type { CaptionDataset, CaptionImage, CaptionPair, CaptionFormat, CaptionSplit, CaptionKind, LoadCaptionsOptions } from './data/types';
+export { splitSentences, firstSentence } from './data/sentences';
+export { Rng } from './data/rng';
+export type { RngState } from './data/rng';
+export { PairSampler } from './data/pairs';
+export type { PairSamplerOptions, PairSamplerState, SampledPair, PairMode } from './data/pairs';
+export { evaluateCRA } from './eval/cra';
+export type { EvaluateCRAOptions, CRAResult, EmbedFn, EmbedSparseFn, DenseEmbeddings } from './eval/cra';
+export { TfidfEmbedder, ENGLISH_STOP_WORDS } from './eval/tfidf';
+export type { TfidfOptions, SparseVector } from './eval/tfidf';
