@@ -1,6 +1,7 @@
 // pairs.test.ts: the caption pair sampler: determinism, resume from a saved state equals the
 // uninterrupted stream, epochs cover every unit, no two pairs of one image in a batch, hard
-// negatives from images outside the batch, short/long pairs, explicit pairs, bad states.
+// negatives from images outside the batch, short/long pairs, explicit pairs, bad states;
+// and its PRNG (xoshiro128** against the reference algorithm's outputs).
 import { PairSampler, CaptionDataset, PairSamplerOptions, SampledPair, Rng } from '../src';
 import { expectCode } from './helpers';
 
@@ -172,5 +173,35 @@ describe('PairSampler', () => {
     expectCode(() => new PairSampler(ds, { seed: 1.5 }), 'INVALID_ARGUMENT', 'seed');
     expectCode(() => new PairSampler(dataset(5, 1, 4), {}), 'INVALID_ARGUMENT', 'no pairs can be formed');
     expectCode(() => new PairSampler(ds, { mode: 'shortLong' }), 'INVALID_ARGUMENT', 'a short and a long caption');
+  });
+});
+
+describe('Rng', () => {
+  test('xoshiro128** from state [1, 2, 3, 4] gives the C reference outputs', () => {
+    const r = Rng.fromState([1, 2, 3, 4]);
+    // next() of xoshiro128starstar.c (Blackman & Vigna), run by hand in Python
+    expect(Array.from({ length: 6 }, () => r.nextU32())).toEqual([11520, 0, 5927040, 70819200, 2031721883, 1637235492]);
+  });
+
+  test('seeded streams: reproducible, distinct per seed part, resumable from state()', () => {
+    const a = new Rng(42, 3), b = new Rng(42, 3), c = new Rng(42, 4);
+    const xa = Array.from({ length: 50 }, () => a.nextU32());
+    expect(Array.from({ length: 50 }, () => b.nextU32())).toEqual(xa);
+    expect(Array.from({ length: 50 }, () => c.nextU32())).not.toEqual(xa);
+    const s = a.state(), cont = Rng.fromState(JSON.parse(JSON.stringify(s)));
+    expect(Array.from({ length: 20 }, () => cont.nextU32())).toEqual(Array.from({ length: 20 }, () => a.nextU32()));
+  });
+
+  test('below(n) is in range and near uniform; shuffle permutes', () => {
+    const r = new Rng(9), n = 7, draws = 70000, counts = new Array(n).fill(0);
+    for (let i = 0; i < draws; i++) counts[r.below(n)]++;
+    // chi-square with 6 degrees of freedom: 22.5 is its 0.999 quantile
+    const chi2 = counts.reduce((s, c) => s + (c - draws / n) ** 2 / (draws / n), 0);
+    expect(chi2).toBeLessThan(22.5);
+    const p = r.shuffle([...Array(100).keys()]);
+    expect([...p].sort((x, y) => x - y)).toEqual([...Array(100).keys()]);
+    expect(p).not.toEqual([...Array(100).keys()]);
+    expectCode(() => r.below(0), 'INVALID_ARGUMENT', 'below');
+    expectCode(() => new Rng(0.5), 'INVALID_ARGUMENT', 'safe integers');
   });
 });
