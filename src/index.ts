@@ -21,7 +21,7 @@ export { Module, Linear, LoRALinear, Embedding, RMSNorm, LayerNorm, Dropout, MLP
 export type { ModuleOptions, LoraOptions, LoadStateDictOptions, LoadStateDictResult, Activation } from './nn';
 export { AdamW, cosineSchedule } from './optim';
 export type { AdamWConfig, StepResult } from './optim';
-export { loadCaptions, loadCocoCaptions, loadCaptionsJsonl, loadPairsJsonl, loadImageInWords, detectCaptionFormat } from './data/captions';
+export { loadCaptions, loadCocoCaptions, loadCaptionsJsonl, loadPairsJsonl, loadImageInWords, detectCaptionFormat, captionTexts } from './data/captions';
 export { loadFlickr8k, FLICKR8K_SPLIT_FILES } from './data/flickr8k';
 export type { CaptionDataset, CaptionImage, CaptionPair, CaptionFormat, CaptionSplit, CaptionKind, LoadCaptionsOptions } from './data/types';
 export { splitSentences, firstSentence } from './data/sentences';

@@ -2,7 +2,7 @@
 // real files in ../shared/data (skipped with a message where absent); malformed records
 // rejected with FILE:LINE; format detection; split selection; the sentence splitter.
 import * as path from 'path';
-import { loadCaptions, splitSentences, firstSentence, CaptionDataset } from '../src';
+import { loadCaptions, splitSentences, firstSentence, captionTexts, CaptionDataset } from '../src';
 import { expectReject, realFile, tempDir } from './caption-data';
 
 const tmp = tempDir('llm2clip-captions-');
@@ -121,6 +121,7 @@ describe('JSONL formats', () => {
     expect(ds.format).toBe('pairs');
     expect(ds.images).toEqual([]);
     expect(ds.pairs).toEqual([{ anchor: 'a', positive: 'b' }, { anchor: 'c', positive: 'd', negative: 'e' }]);
+    expect(captionTexts(ds)).toEqual(['a', 'b', 'c', 'd', 'e']);
     const bad = tmp.write('p/bad.jsonl', '{"anchor": "a", "positive": "b"}\n\n{"anchor": "a"}\n');
     await expectReject(loadCaptions(bad, { format: 'pairs' }), 'CORRUPT_FILE', `${bad}:3: "positive" must be a non-empty string`);
     const bad2 = tmp.write('p/bad2.jsonl', '{"anchor": "a", "positive": "b"}\n{"anchor": "a", "positive": "b"\n');
@@ -140,6 +141,7 @@ describe('JSONL formats', () => {
     expect(ds.format).toBe('captions');
     expect(ds.images).toEqual([{ id: 'i1', captions: ['x', 'y', 'w'], split: 'train' }, { id: '2', captions: ['z'] }]);
     expect((await loadCaptions(f, { split: 'train' })).images.length).toBe(1);
+    expect(captionTexts({ ...ds, images: [...ds.images, { id: '3', captions: ['x', 'q'] }] }, { unique: true })).toEqual(['x', 'y', 'w', 'z', 'q']);
     const bad = tmp.write('c/bad.jsonl', jsonl([{ image: 'i1', captions: ['x'] }, { image: 'i2', captions: ['ok', ''] }]));
     await expectReject(loadCaptions(bad), 'CORRUPT_FILE', `${bad}:2: captions[1] must be a non-empty string`);
     const bad2 = tmp.write('c/bad2.jsonl', jsonl([{ captions: ['x'] }]));

@@ -287,3 +287,18 @@ export async function loadCaptions(file: string, options: LoadCaptionsOptions = 
       return loadImageInWords(target, opts);
   }
 }
+
+/**
+ * Every caption text of a dataset, in order: the images' captions, then the pairs' anchor,
+ * positive and negative. With `unique`, later repeats are dropped. For MNTP text and for
+ * fitting tokenizers or TF-IDF.
+ */
+export function captionTexts(dataset: CaptionDataset, options: { unique?: boolean } = {}): string[] {
+  const out: string[] = [];
+  for (const im of dataset.images) out.push(...im.captions);
+  for (const p of dataset.pairs ?? []) {
+    out.push(p.anchor, p.positive);
+    if (p.negative !== undefined) out.push(p.negative);
+  }
+  return options.unique ? [...new Set(out)] : out;
+}

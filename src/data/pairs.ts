@@ -129,7 +129,7 @@ export class PairSampler {
         if (!im || !Array.isArray(im.captions) || im.captions.some((c) => typeof c !== 'string'))
           fail('INVALID_ARGUMENT', `PairSampler: dataset.images[${g}] needs a captions array of strings`);
         const kinds = im.kinds && im.kinds.length === im.captions.length ? im.kinds : undefined;
-        this.texts.push(im.captions);
+        this.texts.push(im.captions.slice());
         this.kinds.push(kinds);
         const hasBoth = !!kinds && kinds.includes('short') && kinds.includes('long');
         if (mode !== 'captions' && hasBoth) {
