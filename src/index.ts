@@ -35,3 +35,15 @@ export type {
   LlamaConfig, LlamaModelType, LlamaEncoderOptions, LlamaFromPretrainedOptions, LlamaForwardOptions, LlamaPooling,
   LlamaLoraOptions, LlamaLoraConfig, LlamaLoraTarget, MntpLossOptions, LlamaEncodeOptions,
 } from './models/llama';
+export { loadCaptions, loadCocoCaptions, loadCaptionsJsonl, loadPairsJsonl, loadImageInWords, detectCaptionFormat, captionTexts } from './data/captions';
+export { loadFlickr8k, FLICKR8K_SPLIT_FILES } from './data/flickr8k';
+export type { CaptionDataset, CaptionImage, CaptionPair, CaptionFormat, CaptionSplit, CaptionKind, LoadCaptionsOptions } from './data/types';
+export { splitSentences, firstSentence } from './data/sentences';
+export { Rng } from './data/rng';
+export type { RngState } from './data/rng';
+export { PairSampler } from './data/pairs';
+export type { PairSamplerOptions, PairSamplerState, SampledPair, PairMode } from './data/pairs';
+export { evaluateCRA } from './eval/cra';
+export type { EvaluateCRAOptions, CRAResult, EmbedFn, EmbedSparseFn, DenseEmbeddings } from './eval/cra';
+export { TfidfEmbedder, ENGLISH_STOP_WORDS } from './eval/tfidf';
+export type { TfidfOptions, SparseVector } from './eval/tfidf';
