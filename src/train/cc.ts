@@ -96,6 +96,8 @@ export interface CcFinetuneOptions {
   /** Continue from outputDir/checkpoints (default false). */
   resume?: boolean;
   onStep?: (info: CcStepInfo) => void;
+  /** Called with the base encoder (after MNTP, before LoRA) e.g. to measure CRA before fine-tuning. */
+  onBaseReady?: (encoder: LlamaEncoder, tokenizer: Tokenizer) => void | Promise<void>;
   signal?: AbortSignal;
   /** Progress bar on a TTY, JSON lines otherwise; false: silent (default true). */
   progress?: boolean;
@@ -306,6 +308,12 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
   if (needBase) {
     await saveLlamaPretrained(encoder, baseDir, tokenizer);
     wroteBase = true;
+  }
+
+  if (!aborted && options.onBaseReady) {
+    encoder.eval();
+    await options.onBaseReady(encoder, tokenizer);
+    encoder.train();
   }
 
   // ---- stage 2: supervised SimCSE with LoRA, GradCache batches
