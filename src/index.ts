@@ -19,3 +19,5 @@ import * as nn from './nn';
 export { nn };
 export { Module, Linear, LoRALinear, Embedding, RMSNorm, LayerNorm, Dropout, MLP } from './nn';
 export type { ModuleOptions, LoraOptions, LoadStateDictOptions, LoadStateDictResult, Activation } from './nn';
+export { loadSafetensors, saveSafetensors, readSafetensorsHeader, loadSafetensorsDir, MAX_HEADER_BYTES } from './io/safetensors';
+export type { LoadSafetensorsOptions, LoadSafetensorsDirOptions, SafetensorsHeader, SafetensorsEntry } from './io/safetensors';
