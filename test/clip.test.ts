@@ -116,11 +116,12 @@ describe('ClipVisionEncoder.fromPretrained + forward vs the float64 HF reference
       const out = noGrad(() => model.forward(tensor(px, [B, 3, cfg.image_size, cfg.image_size])));
       expect(out.embeds!.dtype).toBe('bfloat16');
       // bfloat16 keeps 8 significant bits (unit roundoff 2^-9 ≈ 2e-3); every op's output is
-      // rounded to it, and the errors add up over ~20 rounded ops: a few 1e-2 relative,
-      // far below the O(1) error of a wrong computation.
-      expect(relErr(out.lastHidden.toArray(), ref.lastHidden)).toBeLessThan(4e-2);
-      expect(relErr(out.pooled.toArray(), ref.pooled)).toBeLessThan(4e-2);
-      expect(relErr(out.embeds!.toArray(), ref.imageEmbeds)).toBeLessThan(4e-2);
+      // rounded to it, and the errors add up over ~20 rounded ops (observed ~5e-3). The
+      // bound 1.2e-2 still catches small mistakes: a 10% error in the attention scale
+      // gives ~2e-2.
+      expect(relErr(out.lastHidden.toArray(), ref.lastHidden)).toBeLessThan(1.2e-2);
+      expect(relErr(out.pooled.toArray(), ref.pooled)).toBeLessThan(1.2e-2);
+      expect(relErr(out.embeds!.toArray(), ref.imageEmbeds)).toBeLessThan(1.2e-2);
       for (const t of [out.lastHidden, out.pooled, out.embeds!]) t.dispose();
     } finally {
       model.dispose();
