@@ -7,7 +7,8 @@ import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
 import { ClipVisionEncoder, ClipVisionConfig, CLIP_VISION_DEFAULTS, parseClipVisionConfig, loadClipVisionConfig, preprocessImage, loadImages, clipResizeGeometry, CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, F, Tensor, tensor, tidy, noGrad, Llm2ClipError, ErrorCode } from '../src';
-import { expectCode, hostRandom, relErr } from './helpers';
+import { expectCode, hostRandom, relErr, describeGpu } from './helpers';
+import { tensorCounts } from '../src/tensor';
 import { ClipVisionRefConfig, randomClipVisionConfig, randomClipVisionWeights, writeHfClipVisionDir, clipVisionForwardRef } from './ref/clip-ref';
 import { toStTensors } from './ref/common';
 import { writeSafetensorsFile } from './ref/safetensors-writer';
@@ -225,6 +226,62 @@ describe('gradients', () => {
     expect(model.parameters().every((p) => p.grad !== null)).toBe(true);
     model.dispose();
     for (const t of [pixels, r1, r2, r3]) t.dispose();
+  });
+});
+
+describe('memory', () => {
+  test('forward + backward in a loop (plain and checkpointed) leaks no tensor; fromPretrained failures free what they loaded', async () => {
+    const cfg = randomClipVisionConfig({ num_hidden_layers: 2 });
+    const dir = tmpDir();
+    writeHfClipVisionDir(dir, cfg, randomClipVisionWeights(cfg, 8), 'F32');
+    const model = await ClipVisionEncoder.fromPretrained(dir);
+    const px = tensor(pixelsOf(cfg, 2, 9), [2, 3, cfg.image_size, cfg.image_size]);
+    const step = (ck: boolean) => {
+      model.zeroGrad();
+      tidy(() => F.sum(model.forward(px, { checkpointLayers: ck }).embeds!).backward());
+    };
+    step(false); // grads allocated once
+    const live = tensorCounts().liveTensors;
+    for (let i = 0; i < 3; i++) { step(false); step(true); }
+    expect(tensorCounts().liveTensors).toBe(live);
+    const o = noGrad(() => model.forward(px));
+    for (const t of [o.lastHidden, o.pooled, o.embeds!]) t.dispose();
+    expect(tensorCounts().liveTensors).toBe(live);
+    model.dispose();
+    px.dispose();
+    const base = tensorCounts().liveTensors;
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, intermediate_size: 60 }));
+    await expectCodeAsync(ClipVisionEncoder.fromPretrained(dir), 'CORRUPT_FILE');
+    expect(tensorCounts().liveTensors).toBe(base);
+  });
+});
+
+describeGpu('CUDA', () => {
+  test('encoder on cuda matches the CPU (outputs and gradients); loadImages to cuda', async () => {
+    const cfg = randomClipVisionConfig({ hidden_act: 'gelu' });
+    const dir = tmpDir();
+    writeHfClipVisionDir(dir, cfg, randomClipVisionWeights(cfg, 12), 'F32');
+    const cpu = await ClipVisionEncoder.fromPretrained(dir);
+    const gpu = await ClipVisionEncoder.fromPretrained(dir, { device: 'cuda' });
+    const raw = pixelsOf(cfg, 3, 13);
+    const pc = tensor(raw, [3, 3, cfg.image_size, cfg.image_size]).setRequiresGrad();
+    const pg = tensor(raw, [3, 3, cfg.image_size, cfg.image_size], { device: 'cuda' }).setRequiresGrad();
+    const run = (m: ClipVisionEncoder, p: Tensor) => tidy(() => {
+      const o = m.forward(p, { checkpointLayers: true });
+      F.sum(F.mul(o.embeds!, o.embeds!)).backward();
+      return o.lastHidden.toArray();
+    });
+    expect(relErr(run(gpu, pg), run(cpu, pc))).toBeLessThan(1e-4);
+    expect(relErr(pg.grad!.toArray(), pc.grad!.toArray())).toBeLessThan(1e-3);
+    const name = 'vision_model.encoder.layers.1.self_attn.k_proj.weight';
+    expect(relErr(gpu.stateDict()[name].grad!.toArray(), cpu.stateDict()[name].grad!.toArray())).toBeLessThan(1e-3);
+    const img = await sharp(pattern(30, 20, 3, 1), { raw: { width: 30, height: 20, channels: 3 } }).png().toBuffer();
+    const t = await loadImages([img, img], { size: 16, device: 'cuda' });
+    expect(t.device).toMatch(/^cuda/);
+    expect(Array.from(t.toArray().subarray(0, 768))).toEqual(Array.from(await preprocessImage(img, { size: 16 })));
+    for (const x of [t, pc, pg]) x.dispose();
+    cpu.dispose();
+    gpu.dispose();
   });
 });
 
