@@ -21,7 +21,7 @@ export { Module, Linear, LoRALinear, Embedding, RMSNorm, LayerNorm, Dropout, MLP
 export type { ModuleOptions, LoraOptions, LoadStateDictOptions, LoadStateDictResult, Activation } from './nn';
 export { loadSafetensors, saveSafetensors, readSafetensorsHeader, loadSafetensorsDir, MAX_HEADER_BYTES } from './io/safetensors';
 export type { LoadSafetensorsOptions, LoadSafetensorsDirOptions, SafetensorsHeader, SafetensorsEntry } from './io/safetensors';
-export { ClipVisionEncoder, parseClipVisionConfig, loadClipVisionConfig, CLIP_VISION_DEFAULTS, preprocessImage, loadImages, clipResizeGeometry, CLIP_IMAGE_MEAN, CLIP_IMAGE_STD } from './models/clip';
+export { ClipVisionEncoder, parseClipVisionConfig, loadClipVisionConfig, CLIP_VISION_DEFAULTS, preprocessImage, loadImages, clipResizeGeometry, resizeBicubicPil, CLIP_IMAGE_MEAN, CLIP_IMAGE_STD } from './models/clip';
 export type { ClipVisionConfig, ClipVisionEncoderOptions, ClipFromPretrainedOptions, ClipForwardOptions, ClipVisionOutput, PreprocessOptions, LoadImagesOptions } from './models/clip';
 export { TextAdapter, ADAPTER_LN_EPS } from './models/adapter';
 export type { TextAdapterOptions } from './models/adapter';

@@ -5,8 +5,9 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { createHash } from 'crypto';
 import sharp from 'sharp';
-import { ClipVisionEncoder, ClipVisionConfig, CLIP_VISION_DEFAULTS, parseClipVisionConfig, loadClipVisionConfig, preprocessImage, loadImages, clipResizeGeometry, CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, F, Tensor, tensor, tidy, noGrad, Llm2ClipError, ErrorCode } from '../src';
+import { ClipVisionEncoder, ClipVisionConfig, CLIP_VISION_DEFAULTS, parseClipVisionConfig, loadClipVisionConfig, preprocessImage, loadImages, clipResizeGeometry, resizeBicubicPil, CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, F, Tensor, tensor, tidy, noGrad, Llm2ClipError, ErrorCode } from '../src';
 import { expectCode, hostRandom, relErr, describeGpu } from './helpers';
 import { tensorCounts } from '../src/tensor';
 import { ClipVisionRefConfig, randomClipVisionConfig, randomClipVisionWeights, writeHfClipVisionDir, clipVisionForwardRef } from './ref/clip-ref';
@@ -415,10 +416,32 @@ async function png(raw: Buffer, w: number, h: number, ch: 1 | 2 | 3 | 4): Promis
   return sharp(raw, { raw: { width: w, height: h, channels: ch } }).png().toBuffer();
 }
 
-/** Normalised CHW from HWC uint8 RGB, by hand. */
+/**
+ * Normalised CHW from HWC uint8 RGB, by hand, in transformers' float32 arithmetic
+ * (rescale: float64 v · (1/255) stored as float32; normalize: (x − mean) / std on float32).
+ */
 function byHand(rgb: Uint8Array, size: number, mean = CLIP_IMAGE_MEAN, std = CLIP_IMAGE_STD): Float32Array {
   const out = new Float32Array(3 * size * size);
-  for (let c = 0; c < 3; c++) for (let i = 0; i < size * size; i++) out[c * size * size + i] = (rgb[i * 3 + c] / 255 - mean[c]) / std[c];
+  const f = Math.fround;
+  for (let c = 0; c < 3; c++) for (let i = 0; i < size * size; i++) out[c * size * size + i] = f(f(rgb[i * 3 + c] * (1 / 255)) - f(mean[c])) / f(std[c]);
+  return out;
+}
+
+/** The integer test pattern of the Pillow fixtures (sharp edges from the wrap-around). */
+function intPattern(w: number, h: number): Uint8Array {
+  const b = new Uint8Array(w * h * 3);
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++)
+      for (let c = 0; c < 3; c++) b[(y * w + x) * 3 + c] = (x * 37 + y * 91 + c * 53 + ((x * y) % 17) * 11) % 256;
+  return b;
+}
+
+const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+/** Uint8 RGB (HWC) back from a preprocessImage output made with mean 0, std 1. */
+function toBytes(chw: Float32Array, size: number): Uint8Array {
+  const n = size * size, out = new Uint8Array(3 * n);
+  for (let i = 0; i < n; i++) for (let c = 0; c < 3; c++) out[i * 3 + c] = Math.round(chw[c * n + i] * 255);
   return out;
 }
 
@@ -430,36 +453,65 @@ describe('image preprocessing', () => {
     expect(clipResizeGeometry(100, 100, 224)).toEqual({ width: 224, height: 224, left: 0, top: 0 });
   });
 
-  test('synthetic PNGs: exactly sharp bicubic resize of the hand-computed geometry, cropped and normalised by hand', async () => {
-    for (const [w, h, size, seed] of [[37, 23, 16, 1], [19, 41, 12, 2], [30, 30, 30, 3]] as const) {
+  test('resizeBicubicPil equals Pillow 12 Image.resize(BICUBIC) bit for bit (down, up, one axis, strong downscale)', () => {
+    // [w, h, outW, outH, sha256 of Pillow's output bytes, its first 6 bytes], made with
+    // Image.new('RGB', (w, h)) filled with intPattern, .resize((outW, outH), Image.BICUBIC, reducing_gap=None).
+    const fixtures: [number, number, number, number, string, number[]][] = [
+      [23, 17, 13, 9, '2a3c3524218009ac105da67c584f5baf4771ae3cf3477843f5e76bca9124044c', [73, 121, 160, 133, 146, 145]],
+      [23, 17, 40, 29, 'd1081c20b300a09c83b54dc41516147dbcb347fd254821fdda5082d92e3edeab', [0, 43, 96, 3, 56, 108]],
+      [23, 17, 23, 30, 'c5b33b1cab866c822a89fdd41b6a763e3546a94383ef40bae9640e2f752ebbe3', [0, 46, 99, 29, 82, 135]],
+      [23, 17, 7, 17, '75dfdb2e401ef8efd404e7ed30ac35b1b894b25ad9b0b383c65f5bb5c4ffafb0', [47, 105, 163, 158, 165, 147]],
+      [101, 67, 11, 7, '16d6db2b85248d3ae0173866cc243b05abcd5d48c49030732bc588925328b82f', [125, 118, 136, 132, 116, 128]],
+      [64, 48, 85, 64, '03a688aab2d7d7e75dae0bc46762ac707056a33bbfb7e35f3947d83782411053', [0, 46, 99, 16, 69, 121]],
+    ];
+    for (const [w, h, ow, oh, hash, head] of fixtures) {
+      const out = resizeBicubicPil(intPattern(w, h), w, h, ow, oh);
+      expect(out.length).toBe(ow * oh * 3);
+      expect(Array.from(out.subarray(0, 6))).toEqual(head);
+      expect(sha256(out)).toBe(hash);
+    }
+    // Same size: a copy.
+    const p = intPattern(5, 4);
+    expect(Array.from(resizeBicubicPil(p, 5, 4, 5, 4))).toEqual(Array.from(p));
+  });
+
+  test('synthetic PNGs: hand-computed geometry, crop and normalisation, for both resamplers', async () => {
+    for (const [w, h, size, seed] of [[37, 23, 16, 1], [19, 41, 12, 2], [30, 30, 30, 3], [9, 7, 20, 4]] as const) {
       const raw = pattern(w, h, 3, seed);
-      const got = await preprocessImage(await png(raw, w, h, 3), { size });
+      const file = await png(raw, w, h, 3);
       // Independent geometry: short side -> size, long side floor(size * long / short).
       const rw = w <= h ? size : Math.floor((size * w) / h), rh = w <= h ? Math.floor((size * h) / w) : size;
-      const resized = await sharp(raw, { raw: { width: w, height: h, channels: 3 } }).resize(rw, rh, { kernel: 'cubic', fit: 'fill' }).raw().toBuffer();
       const left = Math.floor((rw - size) / 2), top = Math.floor((rh - size) / 2);
-      const crop = new Uint8Array(size * size * 3);
-      for (let y = 0; y < size; y++) crop.set(resized.subarray(((top + y) * rw + left) * 3, ((top + y) * rw + left + size) * 3), y * size * 3);
-      expect(got.length).toBe(3 * size * size);
-      expect(Array.from(got)).toEqual(Array.from(byHand(crop, size)));
+      for (const resample of ['pil', 'sharp'] as const) {
+        const got = await preprocessImage(file, { size, resample });
+        const resized = resample === 'pil'
+          ? resizeBicubicPil(raw, w, h, rw, rh)
+          : await sharp(raw, { raw: { width: w, height: h, channels: 3 } }).resize(rw, rh, { kernel: 'cubic', fit: 'fill' }).raw().toBuffer();
+        const crop = new Uint8Array(size * size * 3);
+        for (let y = 0; y < size; y++) crop.set(resized.subarray(((top + y) * rw + left) * 3, ((top + y) * rw + left + size) * 3), y * size * 3);
+        expect(got.length).toBe(3 * size * size);
+        expect(Array.from(got)).toEqual(Array.from(byHand(crop, size)));
+      }
     }
   });
 
   test('bicubic resampling reproduces a linear ramp (pixel-centre alignment, no offset) within 8-bit rounding', async () => {
-    const W = 50, H = 30, size = 12;
-    const raw = Buffer.alloc(W * H * 3);
-    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) raw.set([40 + 3 * x, 20 + 2 * y, 100], (y * W + x) * 3);
-    const out = await preprocessImage(await png(raw, W, H, 3), { size, mean: [0, 0, 0], std: [1, 1, 1] });
-    // Resized to 20 x 12 (scale 2.5), crop left 4: output pixel x samples input x' = (x + 4 + ½)·2.5 − ½.
-    const s = H / size;
-    let worst = 0;
-    for (let y = 0; y < size; y++)
-      for (let x = 0; x < size; x++) {
-        const r = out[y * size + x] * 255, b = out[2 * size * size + y * size + x] * 255;
-        worst = Math.max(worst, Math.abs(r - (40 + 3 * ((x + 4 + 0.5) * s - 0.5))), Math.abs(b - 100));
-        if (y >= 2 && y < size - 2) worst = Math.max(worst, Math.abs(out[size * size + y * size + x] * 255 - (20 + 2 * ((y + 0.5) * s - 0.5))));
-      }
-    expect(worst).toBeLessThanOrEqual(0.5 + 1e-4);
+    // Downscale (both resamplers) and upscale (Pillow's; libvips aligns upscales differently).
+    for (const [W, H, size, resample] of [[50, 30, 12, 'pil'], [50, 30, 12, 'sharp'], [10, 6, 15, 'pil']] as const) {
+      const raw = Buffer.alloc(W * H * 3);
+      for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) raw.set([40 + 3 * x, 20 + 2 * y, 100], (y * W + x) * 3);
+      const out = await preprocessImage(await png(raw, W, H, 3), { size, mean: [0, 0, 0], std: [1, 1, 1], resample });
+      // Output pixel x samples input x' = (x + left + ½)·s − ½, s = H / size.
+      const s = H / size, rw = Math.floor((size * W) / H), left = Math.floor((rw - size) / 2);
+      let worst = 0;
+      for (let y = 0; y < size; y++)
+        for (let x = 0; x < size; x++) {
+          const r = out[y * size + x] * 255, b = out[2 * size * size + y * size + x] * 255;
+          worst = Math.max(worst, Math.abs(r - (40 + 3 * ((x + left + 0.5) * s - 0.5))), Math.abs(b - 100));
+          if (y >= 3 && y < size - 3) worst = Math.max(worst, Math.abs(out[size * size + y * size + x] * 255 - (20 + 2 * ((y + 0.5) * s - 0.5))));
+        }
+      expect(worst).toBeLessThanOrEqual(0.5 + 1e-4);
+    }
   });
 
   test('greyscale and RGBA inputs: grey replicated to RGB, alpha dropped (not composited)', async () => {
@@ -508,6 +560,7 @@ describe('image preprocessing', () => {
     await expectCodeAsync(preprocessImage(ok, { size: 0 }), 'INVALID_ARGUMENT', /options\.size/);
     await expectCodeAsync(preprocessImage(ok, { std: [1, 0, 1] }), 'INVALID_ARGUMENT', /options\.std/);
     await expectCodeAsync(preprocessImage(ok, { mean: [1, 2] }), 'INVALID_ARGUMENT', /options\.mean/);
+    await expectCodeAsync(preprocessImage(ok, { resample: 'lanczos' as 'pil' }), 'INVALID_ARGUMENT', /options\.resample/);
     await expectCodeAsync(loadImages([]), 'INVALID_ARGUMENT', /non-empty/);
     await expectCodeAsync(loadImages([ok], { concurrency: 0 }), 'INVALID_ARGUMENT', /concurrency/);
     await expectCodeAsync(loadImages([ok], { dtype: 'int32' }), 'DTYPE_MISMATCH');
@@ -544,6 +597,17 @@ describe('image preprocessing', () => {
         }
       const one = await preprocessImage(files[3]);
       expect(Array.from(all.subarray(3 * 3 * n, 4 * 3 * n))).toEqual(Array.from(one));
+      // transformers' pipeline (Pillow 12: convert('RGB'), resize BICUBIC, centre crop) gave
+      // exactly these 224 x 224 RGB bytes (sha256).
+      const pilCrops: Record<string, string> = {
+        '1000268201_693b08cb0e.jpg': 'ae045396f8a4d1fc03a7bdcfdf3a3bbe2f604c6d5ba5f660b0a7c0285af085d4',
+        '1007320043_627395c3d8.jpg': '17518a5167632cb529d0e8962ced842f78ed18f130899b14d5d72514b96fb3af',
+      };
+      for (const [f, hash] of Object.entries(pilCrops)) {
+        const p = path.join(flickr, f);
+        if (!fs.existsSync(p)) continue;
+        expect(sha256(toBytes(await preprocessImage(p, { mean: [0, 0, 0], std: [1, 1, 1] }), 224))).toBe(hash);
+      }
       // bfloat16 output and a forward through a small random encoder at 224 px.
       const half = await loadImages(files.slice(0, 2), { dtype: 'bfloat16', size: 32 });
       expect(half.dtype).toBe('bfloat16');

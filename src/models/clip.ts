@@ -14,7 +14,7 @@ import { Module, LayerNorm, activation, Activation } from '../nn';
 import * as F from '../functional';
 import { loadSafetensorsDir } from '../io/safetensors';
 
-export { preprocessImage, loadImages, clipResizeGeometry, CLIP_IMAGE_MEAN, CLIP_IMAGE_STD } from './image';
+export { preprocessImage, loadImages, clipResizeGeometry, resizeBicubicPil, CLIP_IMAGE_MEAN, CLIP_IMAGE_STD } from './image';
 export type { PreprocessOptions, LoadImagesOptions } from './image';
 
 // ---------------------------------------------------------------- config

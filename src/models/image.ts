@@ -1,11 +1,11 @@
-// image.ts: CLIP image preprocessing with sharp (libvips), as Hugging Face's
-// CLIPImageProcessor does it: convert to RGB, resize the shorter side to `size` (bicubic),
-// centre crop size x size, scale to [0, 1], normalise per channel; CHW float32.
-//
-// sharp is loaded lazily (on the first call), so the rest of the package works without it.
+// image.ts: CLIP image preprocessing, as Hugging Face's (slow) CLIPImageProcessor does it:
+// convert to RGB, resize the shorter side to `size` (Pillow's bicubic, reimplemented here
+// bit for bit; libvips' as an option), centre crop size x size, scale to [0, 1], normalise
+// per channel in float32; CHW float32. Decoding and colour conversion are sharp's
+// (libvips), loaded lazily (on the first call), so the rest of the package works without it.
 import * as fs from 'fs';
 import type { Sharp, SharpOptions } from 'sharp';
-import { DType, checkDType } from './../dtype';
+import { DType, checkDType } from '../dtype';
 import { Llm2ClipError, fail } from '../errors';
 import { tensor } from '../creation';
 import { Tensor } from '../tensor';
@@ -23,6 +23,12 @@ export interface PreprocessOptions {
   mean?: readonly number[];
   /** Per-channel standard deviation divided by (default {@link CLIP_IMAGE_STD}). */
   std?: readonly number[];
+  /**
+   * The resize: 'pil' (default) reproduces Pillow's BICUBIC resize, which transformers'
+   * CLIPImageProcessor uses, bit for bit; 'sharp' uses libvips' bicubic (faster on large
+   * photos, within a few 8-bit levels of it).
+   */
+  resample?: 'pil' | 'sharp';
 }
 
 /** Options of {@link loadImages}. */
@@ -54,6 +60,7 @@ interface Checked {
   size: number;
   mean: number[];
   std: number[];
+  resample: 'pil' | 'sharp';
 }
 
 function checkOptions(options: PreprocessOptions | undefined, what: string): Checked {
@@ -69,7 +76,9 @@ function checkOptions(options: PreprocessOptions | undefined, what: string): Che
       fail('INVALID_ARGUMENT', `${what}: options.${name} must be 3 finite numbers${nonZero ? ', none zero' : ''} (got ${JSON.stringify(v)})`);
     return [...a];
   };
-  return { size, mean: vec(o.mean, CLIP_IMAGE_MEAN, 'mean', false), std: vec(o.std, CLIP_IMAGE_STD, 'std', true) };
+  const resample = o.resample ?? 'pil';
+  if (resample !== 'pil' && resample !== 'sharp') fail('INVALID_ARGUMENT', `${what}: options.resample must be 'pil' or 'sharp' (got ${JSON.stringify(o.resample)})`);
+  return { size, mean: vec(o.mean, CLIP_IMAGE_MEAN, 'mean', false), std: vec(o.std, CLIP_IMAGE_STD, 'std', true), resample };
 }
 
 function label(input: string | Buffer): string {
@@ -99,11 +108,122 @@ async function readInput(input: string | Buffer, what: string): Promise<Buffer> 
   }
 }
 
+// ---------------------------------------------------------------- PIL's bicubic resize
+
+const PRECISION_BITS = 22; // Pillow's Resample.c: 32 - 8 - 2
+const ONE = 2 ** PRECISION_BITS;
+
+/** Pillow's bicubic kernel (a = -0.5, support 2). */
+function bicubic(x: number): number {
+  const a = -0.5;
+  if (x < 0) x = -x;
+  if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+  if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
+  return 0;
+}
+
+/**
+ * Pillow's precompute_coeffs + normalize_coeffs_8bpc: for each output index, the first
+ * input index, the tap count and the fixed-point (22-bit) weights of the antialiased
+ * bicubic filter (support scaled by the downscale factor, pixel centres aligned).
+ */
+function coeffs(inSize: number, outSize: number): { ksize: number; bounds: Int32Array; kk: Float64Array } {
+  const scale = inSize / outSize;
+  const filterscale = Math.max(scale, 1);
+  const support = 2 * filterscale;
+  const ksize = Math.ceil(support) * 2 + 1;
+  const bounds = new Int32Array(outSize * 2);
+  const kk = new Float64Array(outSize * ksize);
+  const w = new Float64Array(ksize);
+  for (let xx = 0; xx < outSize; xx++) {
+    const center = (xx + 0.5) * scale;
+    const ss = 1 / filterscale;
+    let xmin = Math.trunc(center - support + 0.5);
+    if (xmin < 0) xmin = 0;
+    let xmax = Math.trunc(center + support + 0.5);
+    if (xmax > inSize) xmax = inSize;
+    xmax -= xmin;
+    let ww = 0;
+    for (let x = 0; x < xmax; x++) {
+      w[x] = bicubic((x + xmin - center + 0.5) * ss);
+      ww += w[x];
+    }
+    for (let x = 0; x < xmax; x++) {
+      const k = ww !== 0 ? w[x] / ww : w[x];
+      kk[xx * ksize + x] = k < 0 ? Math.trunc(-0.5 + k * ONE) : Math.trunc(0.5 + k * ONE);
+    }
+    bounds[xx * 2] = xmin;
+    bounds[xx * 2 + 1] = xmax;
+  }
+  return { ksize, bounds, kk };
+}
+
+/** Pillow's clip8: the fixed-point sum (with its rounding half already added) to 0..255. */
+function clip8(v: number): number {
+  if (v <= 0) return 0;
+  const r = Math.floor(v / ONE);
+  return r > 255 ? 255 : r;
+}
+
+/**
+ * RGB (HWC uint8) resized to outW x outH exactly as Pillow's Image.resize(..., BICUBIC)
+ * (what transformers' CLIPImageProcessor runs): a horizontal pass over the rows the
+ * vertical pass reads, rounded to uint8, then a vertical pass; a pass whose size does not
+ * change is skipped. Integer arithmetic as Pillow's (products stay below 2^53, so exact).
+ */
+export function resizeBicubicPil(src: Uint8Array, width: number, height: number, outW: number, outH: number): Uint8Array {
+  const C = 3;
+  let img = src, w = width, h = height;
+  const vert = outH !== height ? coeffs(height, outH) : null;
+  if (outW !== width) {
+    const { ksize, bounds, kk } = coeffs(width, outW);
+    // Only the rows the vertical pass reads.
+    const y0 = vert ? vert.bounds[0] : 0;
+    const y1 = vert ? vert.bounds[outH * 2 - 2] + vert.bounds[outH * 2 - 1] : height;
+    const rows = y1 - y0;
+    const tmp = new Uint8Array(rows * outW * C);
+    for (let y = 0; y < rows; y++) {
+      const rowIn = (y + y0) * width * C, rowOut = y * outW * C;
+      for (let xx = 0; xx < outW; xx++) {
+        const xmin = bounds[xx * 2], xmax = bounds[xx * 2 + 1], k0 = xx * ksize;
+        let s0 = ONE / 2, s1 = ONE / 2, s2 = ONE / 2;
+        for (let x = 0; x < xmax; x++) {
+          const k = kk[k0 + x], p = rowIn + (x + xmin) * C;
+          s0 += img[p] * k;
+          s1 += img[p + 1] * k;
+          s2 += img[p + 2] * k;
+        }
+        tmp[rowOut + xx * C] = clip8(s0);
+        tmp[rowOut + xx * C + 1] = clip8(s1);
+        tmp[rowOut + xx * C + 2] = clip8(s2);
+      }
+    }
+    if (vert) for (let i = 0; i < outH; i++) vert.bounds[i * 2] -= y0;
+    img = tmp;
+    w = outW;
+    h = rows;
+  }
+  if (!vert) return img === src ? Uint8Array.from(src) : img;
+  const { ksize, bounds, kk } = vert;
+  const out = new Uint8Array(outH * w * C);
+  for (let yy = 0; yy < outH; yy++) {
+    const ymin = bounds[yy * 2], ymax = bounds[yy * 2 + 1], k0 = yy * ksize;
+    for (let xc = 0; xc < w * C; xc++) {
+      let s = ONE / 2;
+      for (let y = 0; y < ymax; y++) s += img[(y + ymin) * w * C + xc] * kk[k0 + y];
+      out[yy * w * C + xc] = clip8(s);
+    }
+  }
+  void h;
+  return out;
+}
+
 /** Decoded 8-bit RGB pixels, resized and cropped (HWC). */
-async function rgbCrop(bytes: Buffer, name: string, size: number, what: string): Promise<Buffer> {
+async function rgbCrop(bytes: Buffer, name: string, o: Checked, what: string): Promise<Uint8Array> {
   const sharp = loadSharp();
+  const size = o.size;
   try {
-    // Stage 1: decode and convert to 8-bit sRGB, alpha dropped (not composited), as PIL's
+    // Decode and convert to 8-bit sRGB, alpha dropped (not composited), as PIL's
     // image.convert('RGB'): greyscale is replicated, CMYK and other spaces converted. No
     // EXIF auto-rotation (transformers does none either).
     const dec = await sharp(bytes, { failOn: 'error' })
@@ -112,39 +232,53 @@ async function rgbCrop(bytes: Buffer, name: string, size: number, what: string):
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });
     const { width, height, channels } = dec.info;
-    if (channels !== 3) fail('CORRUPT_FILE', `${what}: image ${name} decoded to ${channels} channels, expected 3 after RGB conversion`);
-    // Stage 2: resize the shorter side to size (bicubic: Catmull-Rom, PIL's BICUBIC
-    // kernel), then centre crop.
+    if (channels !== 3 || dec.data.length !== width * height * 3)
+      fail('CORRUPT_FILE', `${what}: image ${name} decoded to ${width}x${height}x${channels}, expected 3 channels of 8 bits after RGB conversion`);
     const g = clipResizeGeometry(width, height, size);
-    const out = await sharp(dec.data, { raw: { width, height, channels: 3 } })
-      .resize(g.width, g.height, { kernel: 'cubic', fit: 'fill' })
-      .extract({ left: g.left, top: g.top, width: size, height: size })
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
-    if (out.info.width !== size || out.info.height !== size || out.info.channels !== 3 || out.data.length !== size * size * 3)
-      fail('INTERNAL', `${what}: image ${name}: sharp returned ${out.info.width}x${out.info.height}x${out.info.channels}, expected ${size}x${size}x3`);
-    return out.data;
+    if (o.resample === 'sharp') {
+      const out = await sharp(dec.data, { raw: { width, height, channels: 3 } })
+        .resize(g.width, g.height, { kernel: 'cubic', fit: 'fill' })
+        .extract({ left: g.left, top: g.top, width: size, height: size })
+        .raw({ depth: 'uchar' })
+        .toBuffer({ resolveWithObject: true });
+      if (out.info.width !== size || out.info.height !== size || out.info.channels !== 3 || out.data.length !== size * size * 3)
+        fail('INTERNAL', `${what}: image ${name}: sharp returned ${out.info.width}x${out.info.height}x${out.info.channels}, expected ${size}x${size}x3`);
+      return out.data;
+    }
+    const resized = resizeBicubicPil(dec.data, width, height, g.width, g.height);
+    const crop = new Uint8Array(size * size * 3);
+    for (let y = 0; y < size; y++) {
+      const from = ((g.top + y) * g.width + g.left) * 3;
+      crop.set(resized.subarray(from, from + size * 3), y * size * 3);
+    }
+    return crop;
   } catch (e) {
     if (e instanceof Llm2ClipError) throw e;
     throw new Llm2ClipError('CORRUPT_FILE', `${what}: cannot decode image ${name}: ${(e as Error).message}`);
   }
 }
 
-/** HWC uint8 -> normalised CHW float32 written into out at offset. */
-function normalise(rgb: Buffer, o: Checked, out: Float32Array, offset: number): void {
+/**
+ * HWC uint8 -> normalised CHW float32 written into out at offset, with transformers'
+ * float32 arithmetic: x = f32(v · (1/255)), then f32(f32(x − f32(mean)) / f32(std)).
+ */
+function normalise(rgb: Uint8Array, o: Checked, out: Float32Array, offset: number): void {
   const n = o.size * o.size;
+  const f = Math.fround;
   for (let c = 0; c < 3; c++) {
-    const m = o.mean[c], s = o.std[c], base = offset + c * n;
-    for (let i = 0; i < n; i++) out[base + i] = (rgb[i * 3 + c] / 255 - m) / s;
+    const m = f(o.mean[c]), s = f(o.std[c]), base = offset + c * n;
+    for (let i = 0; i < n; i++) out[base + i] = f(f(rgb[i * 3 + c] * (1 / 255)) - m) / s;
   }
 }
 
 /**
  * One image (a file path or encoded bytes: JPEG, PNG, WebP, TIFF, GIF, ...) preprocessed
  * as OpenAI CLIP / transformers' CLIPImageProcessor: RGB (alpha dropped, greyscale and
- * CMYK converted), shorter side resized to `size` with a bicubic kernel, centre crop
- * size x size, values / 255, then (v − mean[c]) / std[c] (computed in float64, rounded
- * once). Returns CHW float32 [3, size, size].
+ * CMYK converted; no EXIF rotation), shorter side resized to `size` (the longer to
+ * floor(size · long / short)) with Pillow's antialiased bicubic filter, centre crop
+ * size x size, then x = v / 255 and (x − mean[c]) / std[c] in transformers' float32
+ * arithmetic. Returns CHW float32 [3, size, size]: the same values as
+ * CLIPImageProcessor's pixel_values when the decoders agree (libjpeg-turbo in both).
  *
  * Errors: IO_ERROR for an unreadable file, CORRUPT_FILE for bytes that do not decode,
  * naming the file.
@@ -153,7 +287,7 @@ export async function preprocessImage(input: string | Buffer, options?: Preproce
   const what = 'preprocessImage';
   const o = checkOptions(options, what);
   const bytes = await readInput(input, what);
-  const rgb = await rgbCrop(bytes, label(input), o.size, what);
+  const rgb = await rgbCrop(bytes, label(input), o, what);
   const out = new Float32Array(3 * o.size * o.size);
   normalise(rgb, o, out, 0);
   return out;
@@ -184,7 +318,7 @@ export async function loadImages(inputs: readonly (string | Buffer)[], options: 
       try {
         const input = inputs[i];
         const bytes = await readInput(input, what);
-        const rgb = await rgbCrop(bytes, label(input), o.size, what);
+        const rgb = await rgbCrop(bytes, label(input), o, what);
         normalise(rgb, o, out, i * per);
       } catch (e) {
         if (failed === null) failed = e;
