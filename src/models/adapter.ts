@@ -61,9 +61,13 @@ class BlockList extends Module {
  * torch.nn.Linear (U(±1/√in)), LayerNorms 1 / 0.
  */
 export class TextAdapter extends Module {
+  /** Width d of the LLM embedding. */
   readonly inDim: number;
+  /** Width of the output (CLIP's joint space). */
   readonly embedDim: number;
+  /** Residual blocks k. */
   readonly numBlocks: number;
+  /** Hidden width of each block (hiddenMultiplier · inDim). */
   readonly hiddenDim: number;
   private readonly blocks: AdapterBlock[];
   private readonly norm: LayerNorm;

@@ -369,6 +369,7 @@ const IGNORED = new Set(['vision_model.embeddings.position_ids']);
  * activation checkpointing.
  */
 export class ClipVisionEncoder extends Module {
+  /** The validated configuration (omitted fields filled with {@link CLIP_VISION_DEFAULTS}). */
   readonly config: Readonly<ClipVisionConfig>;
   /** Per-layer activation checkpointing in forward() (default false). */
   gradientCheckpointing = false;
@@ -380,8 +381,9 @@ export class ClipVisionEncoder extends Module {
    * N(0, hidden^-0.5), patch and position embeddings N(0, initializer_range), q/k/v and fc2
    * N(0, hidden^-0.5 (2L)^-0.5), out_proj and visual_projection N(0, hidden^-0.5), fc1
    * N(0, (2 hidden)^-0.5), biases 0, LayerNorms 1 / 0 (all times initializer_factor).
+   * Fields the config omits take Hugging Face's defaults ({@link CLIP_VISION_DEFAULTS}).
    */
-  constructor(config: ClipVisionConfig, options: ClipVisionEncoderOptions = {}) {
+  constructor(config: Partial<ClipVisionConfig>, options: ClipVisionEncoderOptions = {}) {
     super();
     if (config === null || typeof config !== 'object') fail('INVALID_ARGUMENT', 'ClipVisionEncoder(config): config must be a ClipVisionConfig object');
     const c = validateConfig({ ...CLIP_VISION_DEFAULTS, ...config }, 'INVALID_ARGUMENT', 'ClipVisionEncoder(config)', (k) => `config.${k}`);
