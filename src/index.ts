@@ -53,3 +53,7 @@ export { evaluateEncoderCRA } from './eval/encoder-cra';
 export type { EncoderCRAOptions } from './eval/encoder-cra';
 export { saveLlamaPretrained, tinyLlamaConfig, llamaConfigToHf } from './models/llama-save';
 export type { TinyLlamaSizes } from './models/llama-save';
+export { ClipVisionEncoder, parseClipVisionConfig, loadClipVisionConfig, CLIP_VISION_DEFAULTS, preprocessImage, loadImages, clipResizeGeometry, resizeBicubicPil, CLIP_IMAGE_MEAN, CLIP_IMAGE_STD } from './models/clip';
+export type { ClipVisionConfig, ClipVisionEncoderOptions, ClipFromPretrainedOptions, ClipForwardOptions, ClipVisionOutput, PreprocessOptions, LoadImagesOptions } from './models/clip';
+export { TextAdapter, ADAPTER_LN_EPS } from './models/adapter';
+export type { TextAdapterOptions } from './models/adapter';
