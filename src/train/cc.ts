@@ -343,12 +343,15 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
         tensors: { params: Object.fromEntries(named), optim: opt.stateDict().tensors },
       });
     };
+    // maxLength bounds the caption; the instruction's tokens come on top (a long instruction
+    // must not truncate the text away: its pooled embedding would be empty).
+    const instLen = instruction ? tokenizer.encode(instruction.trim() + ' ', { addSpecialTokens: false }).length : 0;
     progress.start('simcse', steps, step);
     while (step < steps) {
       if (options.signal?.aborted) { aborted = true; await save(); break; }
       const ts = Date.now();
       const pairs = sampler.nextBatch(B);
-      const q = encodeRows(tokenizer, pairs.map((p) => p.anchor), instruction, maxLength);
+      const q = encodeRows(tokenizer, pairs.map((p) => p.anchor), instruction, maxLength + instLen);
       const docs = [...pairs.map((p) => p.positive), ...(hardNeg ? pairs.filter((p) => p.negative).map((p) => p.negative!) : [])];
       const d = encodeRows(tokenizer, docs, '', maxLength);
       opt.lr = linearLr(step, steps, warm, lr);
