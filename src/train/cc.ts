@@ -57,7 +57,7 @@ export interface CcFinetuneOptions {
   format?: CaptionFormat;
   /** Split of the source to train on (default: 'train' where the source has splits). */
   split?: CaptionSplit;
-  /** Query instruction (LLM2Vec; attended but not pooled). '' for none. */
+  /** Query instruction (LLM2Vec; attended but not pooled); default {@link DEFAULT_CC_INSTRUCTION}, '' (none) for presets. */
   instruction?: string;
   pooling?: LlamaPooling;
   /** Longest sequence in tokens (default 64). */
@@ -68,20 +68,20 @@ export interface CcFinetuneOptions {
   mntpLr?: number;
   /** Fraction of tokens masked (default 0.2). */
   mntpMaskRatio?: number;
-  /** SimCSE steps (default: one pass over the images). */
+  /** SimCSE steps (default: one pass over the images; presets 700). */
   steps?: number;
-  /** Pairs per SimCSE step (default 128). */
+  /** Pairs per SimCSE step (default 128; presets 64). */
   batchSize?: number;
   /** Sequences per forward chunk (GradCache; default 64): bounds activation memory. */
   chunkSize?: number;
-  /** SimCSE learning rate (default 2e-4; presets 1e-3). */
+  /** SimCSE learning rate (default 2e-4; presets 5e-3). */
   lr?: number;
   /** Warm-up steps of each stage (default 10% of it). */
   warmupSteps?: number;
   weightDecay?: number;
-  /** Logit scale of the InfoNCE over cosine similarities (default 50: temperature 0.02). */
+  /** Logit scale of the InfoNCE over cosine similarities (default 50: temperature 0.02; presets 20). */
   scale?: number;
-  /** Add a hard negative (a caption of another image) per pair (default true). */
+  /** Add a hard negative (a caption of another image) per pair (default true; presets false). */
   hardNegatives?: boolean;
   lora?: { r?: number; alpha?: number; dropout?: number; targets?: string[] };
   /** Default 'cuda' when available, else 'cpu'. */
@@ -175,11 +175,15 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
   const seed = options.seed ?? 0;
   const outDir = path.resolve(options.outputDir ?? 'llm2clip-cc');
   const ckDir = path.join(outDir, 'checkpoints');
-  const instruction = options.instruction ?? DEFAULT_CC_INSTRUCTION;
+  const modelOpt0 = options.model ?? 'tiny';
+  const isPreset = modelOpt0 === 'tiny' || modelOpt0 === 'small';
+  // A from-scratch model follows no instruction and starts from a weak representation:
+  // its defaults (see CcFinetuneOptions) differ from the pretrained-LLM recipe.
+  const instruction = options.instruction ?? (isPreset ? '' : DEFAULT_CC_INSTRUCTION);
   const pooling = options.pooling ?? 'mean';
   const maxLength = checkPosInt('maxLength', options.maxLength ?? 64);
-  const scale = options.scale ?? 50;
-  const hardNeg = options.hardNegatives ?? true;
+  const scale = options.scale ?? (isPreset ? 20 : 50);
+  const hardNeg = options.hardNegatives ?? !isPreset;
   const every = options.checkpointEvery ?? 100;
   const modelOpt = options.model ?? 'tiny';
   const preset = typeof modelOpt === 'string' && (modelOpt === 'tiny' || modelOpt === 'small') ? modelOpt : null;
@@ -317,15 +321,16 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
   }
 
   // ---- stage 2: supervised SimCSE with LoRA, GradCache batches
-  const steps = options.steps ?? Math.max(1, Math.floor(Math.max(dataset.images.length, dataset.pairs?.length ?? 0) / (options.batchSize ?? 128)));
+  const defaultBatch = preset ? 64 : 128;
+  const steps = options.steps ?? (preset ? 700 : Math.max(1, Math.floor(Math.max(dataset.images.length, dataset.pairs?.length ?? 0) / defaultBatch)));
   if (!aborted) {
     encoder.requiresGrad_(false);
     const loraOpts = { r: options.lora?.r ?? 16, alpha: options.lora?.alpha ?? 32, dropout: options.lora?.dropout ?? 0.05, seed: seed + 2 };
     encoder.withLora(loraOpts as Parameters<LlamaEncoder['withLora']>[0]);
     const named = encoder.namedParameters().filter(([, t]) => t.requiresGrad);
-    const lr = options.lr ?? (preset ? 1e-3 : 2e-4);
+    const lr = options.lr ?? (preset ? 5e-3 : 2e-4);
     const opt = new AdamW(named, { lr, weightDecay: options.weightDecay ?? 0.01, maxGradNorm: 1 });
-    const B = checkPosInt('batchSize', options.batchSize ?? 128);
+    const B = checkPosInt('batchSize', options.batchSize ?? defaultBatch);
     const chunk = checkPosInt('chunkSize', options.chunkSize ?? 64);
     const warm = options.warmupSteps ?? Math.ceil(steps * 0.1);
     let sampler = new PairSampler(dataset, { seed, hardNegatives: hardNeg });
