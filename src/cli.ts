@@ -59,10 +59,13 @@ function int(v: string | boolean | undefined, name: string): number | undefined 
   return n;
 }
 
-async function hasSplits(file: string, format?: CaptionFormat): Promise<boolean> {
+/** The caption file, restricted to `split`, or to `fallback` where the source has splits and none is given. */
+async function loadSplit(file: string, format: CaptionFormat | undefined, split: CaptionSplit | undefined, fallback: CaptionSplit) {
   const { loadCaptions } = await import('./data/captions');
-  const ds = await loadCaptions(file, { format });
-  return ds.images.some((im) => im.split !== undefined);
+  const { selectSplit } = await import('./data/select');
+  if (split) return loadCaptions(file, { format, split });
+  const all = await loadCaptions(file, { format });
+  return all.images.some((im) => im.split === fallback) ? selectSplit(all, fallback) : all;
 }
 
 async function ccFinetuneCmd(rest: string[]): Promise<number> {
@@ -77,11 +80,8 @@ async function ccFinetuneCmd(rest: string[]): Promise<number> {
   if (f.init && f.init !== 'tiny' && f.init !== 'small') return console.error(`llm2clip cc-finetune: --init must be tiny or small`), 2;
   const { ccFinetune } = await import('./train/cc');
   const { evaluateEncoderCRA } = await import('./eval/encoder-cra');
-  const { loadCaptions } = await import('./data/captions');
   const format = f.format as CaptionFormat | undefined;
-  const evalDs = f['eval-data']
-    ? await loadCaptions(f['eval-data'] as string, { format, split: (f['eval-split'] as CaptionSplit | undefined) ?? ((await hasSplits(f['eval-data'] as string, format)) ? 'test' : undefined) })
-    : null;
+  const evalDs = f['eval-data'] ? await loadSplit(f['eval-data'] as string, format, f['eval-split'] as CaptionSplit | undefined, 'test') : null;
   const ac = new AbortController();
   const onSig = () => {
     if (ac.signal.aborted) process.exit(130);
@@ -121,10 +121,8 @@ async function evalCraCmd(rest: string[]): Promise<number> {
   const f = flags(rest, { data: 'string', format: 'string', split: 'string', model: 'string', adapter: 'string', tfidf: 'boolean', instruction: 'string', device: 'string', json: 'boolean' });
   if (f.help) return console.log(CRA_HELP), 0;
   if (!f.data || (!f.model && !f.tfidf)) return console.error(`llm2clip eval-cra: --data and --model (or --tfidf) are required\n${CRA_HELP}`), 2;
-  const { loadCaptions } = await import('./data/captions');
   const format = f.format as CaptionFormat | undefined;
-  const split = (f.split as CaptionSplit | undefined) ?? ((await hasSplits(f.data as string, format)) ? 'test' : undefined);
-  const dataset = await loadCaptions(f.data as string, { format, split });
+  const dataset = await loadSplit(f.data as string, format, f.split as CaptionSplit | undefined, 'test');
   let res;
   if (f.tfidf) {
     const { TfidfEmbedder } = await import('./eval/tfidf');

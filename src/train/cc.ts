@@ -19,6 +19,7 @@ import { LlamaEncoder, LlamaPooling } from '../models/llama';
 import { saveLlamaPretrained, tinyLlamaConfig, TinyLlamaSizes } from '../models/llama-save';
 import { Tokenizer, trainBpeTokenizer } from '../tokenizer';
 import { loadCaptions } from '../data/captions';
+import { selectSplit } from '../data/select';
 import type { CaptionDataset, CaptionFormat, CaptionSplit } from '../data/types';
 import { PairSampler, PairSamplerState } from '../data/pairs';
 import { Rng, RngState } from '../data/rng';
@@ -191,7 +192,7 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
 
   // ---- data
   const dataset = typeof options.data === 'string'
-    ? await loadCaptions(options.data, { format: options.format, split: options.split ?? (await defaultSplit(options.data, options.format)) })
+    ? await loadTrainingCaptions(options.data, options.format, options.split)
     : options.data;
   const captions = dataset.images.flatMap((im) => im.captions);
   if (dataset.pairs) for (const p of dataset.pairs) captions.push(p.anchor, p.positive, ...(p.negative ? [p.negative] : []));
@@ -402,14 +403,11 @@ interface CcState {
   baseWritten: boolean;
 }
 
-async function defaultSplit(file: string, format?: CaptionFormat): Promise<CaptionSplit | undefined> {
-  // Train on the train split where the source has one (Flickr8k's split files, COCO Karpathy).
-  try {
-    const ds = await loadCaptions(file, { format });
-    return ds.images.some((im) => im.split === 'train') ? 'train' : undefined;
-  } catch {
-    return undefined;
-  }
+/** The caption file, restricted to `split`, or to 'train' where the source has splits and none is given. */
+async function loadTrainingCaptions(file: string, format: CaptionFormat | undefined, split: CaptionSplit | undefined): Promise<CaptionDataset> {
+  if (split) return loadCaptions(file, { format, split });
+  const all = await loadCaptions(file, { format });
+  return all.images.some((im) => im.split === 'train') ? selectSplit(all, 'train') : all;
 }
 
 function restoreParams(named: [string, Tensor][], saved: Record<string, Tensor> | undefined): void {
