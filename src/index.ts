@@ -57,3 +57,7 @@ export { ClipVisionEncoder, parseClipVisionConfig, loadClipVisionConfig, CLIP_VI
 export type { ClipVisionConfig, ClipVisionEncoderOptions, ClipFromPretrainedOptions, ClipForwardOptions, ClipVisionOutput, PreprocessOptions, LoadImagesOptions } from './models/clip';
 export { TextAdapter, ADAPTER_LN_EPS } from './models/adapter';
 export type { TextAdapterOptions } from './models/adapter';
+export { loadImageCaptions, splitByFile, validateImages, IMAGE_EXTENSIONS } from './data/images';
+export type { ImageCaptionFormat, ImageCaptionItem, ImageCaptionSet, SkippedImage, LoadImageCaptionsOptions, SplitByFileOptions, ValidateImagesOptions } from './data/images';
+export { evaluateRetrieval, evaluateZeroShot } from './eval/retrieval';
+export type { EmbeddingRows, RecallAtK, EvaluateRetrievalOptions, RetrievalResult, EvaluateZeroShotOptions, ZeroShotResult } from './eval/retrieval';
