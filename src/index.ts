@@ -57,3 +57,5 @@ export { ClipVisionEncoder, parseClipVisionConfig, loadClipVisionConfig, CLIP_VI
 export type { ClipVisionConfig, ClipVisionEncoderOptions, ClipFromPretrainedOptions, ClipForwardOptions, ClipVisionOutput, PreprocessOptions, LoadImagesOptions } from './models/clip';
 export { TextAdapter, ADAPTER_LN_EPS } from './models/adapter';
 export type { TextAdapterOptions } from './models/adapter';
+export { cachedTextFeatures, encoderFingerprint } from './train/feature-cache';
+export type { CachedTextFeaturesOptions, CachedTextFeatures, TextFeatureEncoder, EncoderFingerprintOptions } from './train/feature-cache';
