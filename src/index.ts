@@ -59,3 +59,7 @@ export { TextAdapter, ADAPTER_LN_EPS } from './models/adapter';
 export type { TextAdapterOptions } from './models/adapter';
 export { cachedTextFeatures, encoderFingerprint } from './train/feature-cache';
 export type { CachedTextFeaturesOptions, CachedTextFeatures, TextFeatureEncoder, EncoderFingerprintOptions } from './train/feature-cache';
+export { clipVisionPreset } from './models/clip-presets';
+export type { ClipVisionPresetName, ClipVisionPresetOptions } from './models/clip-presets';
+export { saveClipVisionPretrained, clipVisionConfigToHf, saveTextAdapter, loadTextAdapter } from './models/clip-save';
+export type { TextAdapterConfig, LoadTextAdapterOptions } from './models/clip-save';
