@@ -5,6 +5,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { LlamaEncoder, trainBpeTokenizer, Tensor, Llm2ClipError } from '../src';
 import { tinyLlamaConfig } from '../src/models/llama-save';
+import { tensorCounts } from '../src/tensor';
 import { cachedTextFeatures, encoderFingerprint, TextFeatureEncoder } from '../src/train/feature-cache';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'l2c-fcache-'));
@@ -167,5 +168,36 @@ test('encoderFingerprint: stable, sensitive to any parameter change, sampled mod
   expect(sa).not.toBe(fa);
   expect(encoderFingerprint(a, { maxBytesPerTensor: 256 })).toBe(sa);
   expect(() => encoderFingerprint(a, { maxBytesPerTensor: 3 })).toThrow(/maxBytesPerTensor/);
-  for (const m of [a, b, c]) m.dispose();
+  // LoRA: same weights (B starts at zero), different alpha -> different fingerprint
+  const la = new LlamaEncoder(cfg, { seed: 5 }).withLora({ r: 2, alpha: 8, seed: 1 });
+  const lb = new LlamaEncoder(cfg, { seed: 5 }).withLora({ r: 2, alpha: 16, seed: 1 });
+  const lc = new LlamaEncoder(cfg, { seed: 5 }).withLora({ r: 2, alpha: 8, seed: 1 });
+  expect(encoderFingerprint(la)).not.toBe(fa);
+  expect(encoderFingerprint(lc)).toBe(encoderFingerprint(la));
+  expect(encoderFingerprint(lb)).not.toBe(encoderFingerprint(la));
+  for (const m of [a, b, c, la, lb, lc]) m.dispose();
+});
+
+test('an encoder failing mid-way restores its mode, writes nothing and leaks nothing', async () => {
+  const dir = path.join(tmp, 'e');
+  const before = tensorCounts().liveTensors;
+  const s = spy();
+  const inner = s.encode;
+  s.encode = (t, xs, o) => {
+    if (s.calls === 2) throw new Error('boom');
+    return inner(t, xs, o);
+  };
+  enc.train(true);
+  await expect(cachedTextFeatures({ encoder: s, tokenizer: tok, modelId: 'm', texts, cacheDir: dir, maxLength: 16, batchSize: 4 })).rejects.toThrow('boom');
+  expect(enc.training).toBe(true);
+  expect(fs.existsSync(dir) ? fs.readdirSync(dir) : []).toEqual([]);
+  expect(tensorCounts().liveTensors).toBe(before);
+  // a full run and a reuse leave exactly the returned tensor alive
+  for (let i = 0; i < 2; i++) {
+    const r = await cachedTextFeatures({ encoder: spy(), tokenizer: tok, modelId: 'm', texts, cacheDir: dir, maxLength: 16, batchSize: 4 });
+    expect(tensorCounts().liveTensors).toBe(before + 1);
+    expect(r.reused).toBe(i === 1);
+    r.features.dispose();
+  }
+  expect(tensorCounts().liveTensors).toBe(before);
 });

@@ -8,7 +8,7 @@ import { fail, Llm2ClipError } from '../errors';
 import { noGrad } from '../autograd';
 import { zeros } from '../creation';
 import { Tensor } from '../tensor';
-import type { Module } from '../nn';
+import { LoRALinear, Module } from '../nn';
 import type { Tokenizer } from '../tokenizer';
 import type { LlamaEncodeOptions, LlamaPooling } from '../models/llama';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../io/safetensors';
@@ -207,12 +207,12 @@ export interface EncoderFingerprintOptions {
 
 /**
  * A hex sha256 of a module's parameters: every parameter's name, dtype, shape and bytes
- * (the module's LoRA adapters included, as they are parameters), for
- * {@link cachedTextFeatures}' modelId. CPU tensors are hashed in place through their
+ * (the module's LoRA adapters included, as they are parameters, with each LoRA layer's r,
+ * alpha and scale), for {@link cachedTextFeatures}' modelId. CPU tensors are hashed in place through their
  * zero-copy view(); CUDA tensors are copied to the host one at a time. Full hashing runs at
  * about the speed of sha256 (roughly 1 GB/s per core); pass maxBytesPerTensor to sample large
- * tensors instead. Hyperparameters that are not parameters (e.g. a LoRA scale) are not
- * covered: add them to modelId yourself.
+ * tensors instead. Other hyperparameters that are not parameters (e.g. an encoder's
+ * rope scaling) are not covered: add them to modelId yourself.
  */
 export function encoderFingerprint(encoder: Module, options: EncoderFingerprintOptions = {}): string {
   if (encoder === null || typeof encoder !== 'object' || typeof encoder.namedParameters !== 'function')
@@ -222,6 +222,8 @@ export function encoderFingerprint(encoder: Module, options: EncoderFingerprintO
     fail('INVALID_ARGUMENT', `encoderFingerprint: options.maxBytesPerTensor must be an integer >= 64 (got ${String(max)})`);
   const h = crypto.createHash('sha256');
   h.update(`${max}\n`);
+  for (const [name, m] of encoder.namedModules())
+    if (m instanceof LoRALinear) h.update(`lora ${JSON.stringify(name)} r=${m.r} alpha=${m.alpha} scale=${m.scale}\n`);
   for (const [name, t] of encoder.namedParameters()) {
     h.update(`${JSON.stringify(name)} ${t.dtype} [${t.shape.join(',')}]\n`);
     const host = t.device === 'cpu' ? t : t.to('cpu');
