@@ -10,6 +10,9 @@ import type { CaptionFormat, CaptionSplit } from './data/types';
 const HELP = `usage: llm2clip <command> [options]   (llm2clip <command> --help for its options)
   cc-finetune        caption-contrastive fine-tuning of an LLM encoder (LLM2CLIP stage 1)
   eval-cra           caption retrieval accuracy of an encoder on a caption file
+  train-clip         train a vision encoder + text adapter on a frozen LLM (LLM2CLIP stage 2)
+  eval-retrieval     image->text and text->image recall@1/5/10 of a trained model
+  zeroshot           zero-shot classification accuracy on class folders
   info               the build: CUDA compiled / available, GPUs, CPU SIMD level, threads
   bench <suite>      run a benchmark suite (gemm, attention, lora, infonce); --device cpu|cuda, --quick
   version            the package version`;
@@ -144,6 +147,111 @@ async function evalCraCmd(rest: string[]): Promise<number> {
   return 0;
 }
 
+const TRAIN_CLIP_HELP = `usage: llm2clip train-clip --images DIR [--captions FILE] --text-model DIR [options]
+  --images DIR             image folder (or class folders CLASS/*.jpg with --format classes)
+  --captions FILE          Flickr8k token file / NAME<TAB>caption TSV / COCO JSON / JSONL {"image","caption(s)"}
+  --format F               flickr8k | tsv | coco | jsonl | classes (default: detected)
+  --split S                train | dev | test (caption files with split files); classes: --holdout splits 80/20 by file
+  --holdout                with --format classes: train on the 80% of files (the 20% are for zeroshot --holdout)
+  --prompt TEXT            class-folder captions (default "a photo of a {class}.")
+  --text-model DIR         the frozen text encoder (e.g. ccFinetune's OUT/base)
+  --adapter DIR            its PEFT adapter (e.g. OUT/adapter)
+  --vision DIR             a CLIP vision checkpoint, or --vision-init tiny|small (default tiny)
+  --image-size N           preset image size
+  --out DIR                output directory (default ./llm2clip-clip)
+  --epochs N --batch-size N --micro-batch N --lr X --seed N --device cpu|cuda
+  --checkpoint-every N --resume --skip-bad-images --quiet`;
+
+const EVAL_RET_HELP = `usage: llm2clip eval-retrieval --images DIR --captions FILE --model OUTDIR [--format F] [--split test] [--json]`;
+const ZEROSHOT_HELP = `usage: llm2clip zeroshot --images DIR --model OUTDIR [--prompt "a photo of a {class}."] [--holdout] [--json]
+  --holdout                evaluate only the 20% of files that train-clip --holdout left out`;
+
+async function imageSet(f: Record<string, string | boolean | undefined>) {
+  const { loadImageCaptions, splitByFile } = await import('./data/images');
+  const set = await loadImageCaptions({
+    images: f.images as string, captions: f.captions as string | undefined, format: f.format as never, split: f.split as CaptionSplit | undefined,
+    prompt: f.prompt as string | undefined, skipBadImages: !!f['skip-bad-images'],
+  });
+  if (f['skip-bad-images']) {
+    // Undecodable images are dropped (and counted) before training instead of failing it.
+    const { validateImages } = await import('./data/images');
+    const v = await validateImages(set.items, { skipBadImages: true });
+    set.items = v.items;
+    set.skipped.push(...v.skipped);
+  }
+  return { set, split: (part: 'train' | 'test') => (f.holdout ? splitByFile(set.items)[part] : set.items) };
+}
+
+async function trainClipCmd(rest: string[]): Promise<number> {
+  const f = flags(rest, {
+    images: 'string', captions: 'string', format: 'string', split: 'string', holdout: 'boolean', prompt: 'string', 'text-model': 'string', adapter: 'string',
+    vision: 'string', 'vision-init': 'string', 'image-size': 'string', out: 'string', epochs: 'string', 'batch-size': 'string', 'micro-batch': 'string',
+    lr: 'string', seed: 'string', device: 'string', 'checkpoint-every': 'string', resume: 'boolean', 'skip-bad-images': 'boolean', quiet: 'boolean',
+  });
+  if (f.help) return console.log(TRAIN_CLIP_HELP), 0;
+  if (!f.images || !f['text-model']) return console.error(`llm2clip train-clip: --images and --text-model are required\n${TRAIN_CLIP_HELP}`), 2;
+  const { trainClip } = await import('./train/clip');
+  const { set, split } = await imageSet(f);
+  const ac = new AbortController();
+  process.on('SIGINT', () => (ac.signal.aborted ? process.exit(130) : ac.abort()));
+  const r = await trainClip({
+    items: split('train'), textModel: f['text-model'] as string, textAdapterDir: f.adapter as string | undefined,
+    vision: (f.vision as string | undefined) ?? ((f['vision-init'] as 'tiny' | 'small' | undefined) ?? 'tiny'), imageSize: int(f['image-size'], 'image-size'),
+    outputDir: f.out as string | undefined, epochs: int(f.epochs, 'epochs'), batchSize: int(f['batch-size'], 'batch-size'), microBatch: int(f['micro-batch'], 'micro-batch'),
+    lr: f.lr !== undefined ? Number(f.lr) : undefined, seed: int(f.seed, 'seed'), device: f.device as string | undefined,
+    checkpointEvery: int(f['checkpoint-every'], 'checkpoint-every'), resume: !!f.resume, progress: !f.quiet, signal: ac.signal,
+  });
+  console.log(JSON.stringify({ outputDir: r.outputDir, aborted: r.aborted, steps: r.steps, finalLoss: r.losses.at(-1) ?? null, logitScale: r.logitScale, featuresReused: r.featuresReused, skippedImages: set.skipped.length, elapsedMs: r.elapsedMs }));
+  return r.aborted ? 130 : 0;
+}
+
+async function evalRetrievalCmd(rest: string[]): Promise<number> {
+  const f = flags(rest, { images: 'string', captions: 'string', format: 'string', split: 'string', model: 'string', holdout: 'boolean', device: 'string', json: 'boolean', 'skip-bad-images': 'boolean' });
+  if (f.help) return console.log(EVAL_RET_HELP), 0;
+  if (!f.images || !f.captions || !f.model) return console.error(`llm2clip eval-retrieval: --images, --captions and --model are required\n${EVAL_RET_HELP}`), 2;
+  const { loadClipModel, embedImages, embedTexts } = await import('./eval/clip-eval');
+  const { evaluateRetrieval } = await import('./eval/retrieval');
+  if (!f.split && !f.holdout) f.split = 'test';
+  let items;
+  try {
+    items = (await imageSet(f)).split('test');
+  } catch (e) {
+    if (!(e instanceof Llm2ClipError) || !/split/.test(e.message) || rest.includes('--split')) throw e;
+    f.split = undefined; // a source without split information: all of it
+    items = (await imageSet(f)).split('test');
+  }
+  const m = await loadClipModel(f.model as string, { device: f.device as string | undefined });
+  const texts = items.flatMap((it) => it.captions);
+  const textImage = Int32Array.from(items.flatMap((it, i) => it.captions.map(() => i)));
+  const res = evaluateRetrieval({ imageEmbeds: await embedImages(m, items.map((it) => it.image)), textEmbeds: embedTexts(m, texts), textImage });
+  if (f.json) console.log(JSON.stringify(res));
+  else console.log(`image->text R@1/5/10 ${[res.i2t.r1, res.i2t.r5, res.i2t.r10].map((v) => (100 * v).toFixed(1)).join(' / ')}%, text->image ${[res.t2i.r1, res.t2i.r5, res.t2i.r10].map((v) => (100 * v).toFixed(1)).join(' / ')}% (${res.images} images, ${res.captions} captions; chance t2i R@1 ${(100 * res.chance.t2i.r1).toFixed(2)}%)`);
+  return 0;
+}
+
+async function zeroshotCmd(rest: string[]): Promise<number> {
+  const f = flags(rest, { images: 'string', model: 'string', prompt: 'string', holdout: 'boolean', device: 'string', json: 'boolean', 'skip-bad-images': 'boolean' });
+  if (f.help) return console.log(ZEROSHOT_HELP), 0;
+  if (!f.images || !f.model) return console.error(`llm2clip zeroshot: --images and --model are required\n${ZEROSHOT_HELP}`), 2;
+  f.format = 'classes';
+  const { loadClipModel, embedImages, embedTexts } = await import('./eval/clip-eval');
+  const { evaluateZeroShot } = await import('./eval/retrieval');
+  const { set, split } = await imageSet(f);
+  const items = split('test');
+  const classes = set.classes ?? [];
+  const prompt = (f.prompt as string | undefined) ?? 'a photo of a {class}.';
+  const m = await loadClipModel(f.model as string, { device: f.device as string | undefined });
+  const res = evaluateZeroShot({
+    imageEmbeds: await embedImages(m, items.map((it) => it.image)),
+    classEmbeds: embedTexts(m, classes.map((c) => prompt.split('{class}').join(c))),
+    labels: Int32Array.from(items.map((it) => it.label ?? -1)),
+  });
+  const out = { accuracy: res.accuracy, chance: res.chance, classes: res.classes, images: res.images };
+  if (f.json) console.log(JSON.stringify(out));
+  else console.log(`zero-shot accuracy ${(100 * res.accuracy).toFixed(1)}% over ${res.images} images, ${res.classes} classes (chance ${(100 * res.chance).toFixed(1)}%)`);
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
@@ -151,6 +259,12 @@ async function main(argv: string[]): Promise<number> {
       return ccFinetuneCmd(rest);
     case 'eval-cra':
       return evalCraCmd(rest);
+    case 'train-clip':
+      return trainClipCmd(rest);
+    case 'eval-retrieval':
+      return evalRetrievalCmd(rest);
+    case 'zeroshot':
+      return zeroshotCmd(rest);
     case 'info': {
       const n = cuda.deviceCount();
       console.log(`cuda compiled:   ${cuda.compiled()}`);

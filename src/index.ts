@@ -67,3 +67,5 @@ export { clipVisionPreset } from './models/clip-presets';
 export type { ClipVisionPresetName, ClipVisionPresetOptions } from './models/clip-presets';
 export { saveClipVisionPretrained, clipVisionConfigToHf, saveTextAdapter, loadTextAdapter } from './models/clip-save';
 export type { TextAdapterConfig, LoadTextAdapterOptions } from './models/clip-save';
+export { trainClip } from './train/clip';
+export type { TrainClipOptions, TrainClipResult, ClipStepInfo } from './train/clip';

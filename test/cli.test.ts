@@ -51,3 +51,38 @@ test('usage errors exit with 2; data errors name the file and line', () => {
   expect(r.code).toBe(1);
   expect(r.err).toMatch(/bad\.jsonl:2/);
 });
+
+test('train-clip -> eval-retrieval and zeroshot on class folders (tiny models)', async () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const sharp = require('sharp');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const l = require('../src');
+  const imgs = path.join(tmp, 'classes');
+  const colours: [string, number, number, number][] = [['red', 220, 30, 30], ['green', 30, 200, 40], ['blue', 30, 40, 220]];
+  for (const [name, r, g, b] of colours) {
+    fs.mkdirSync(path.join(imgs, name), { recursive: true });
+    for (let i = 0; i < 6; i++)
+      await sharp({ create: { width: 16, height: 16, channels: 3, background: { r, g: Math.min(255, g + i * 5), b } } }).png().toFile(path.join(imgs, name, `${i}.png`));
+  }
+  const tok = l.trainBpeTokenizer(colours.map(([n]) => `a photo of a ${n}.`), { vocabSize: 280, minFrequency: 1 });
+  const text = path.join(tmp, 'text');
+  await l.saveLlamaPretrained(new l.LlamaEncoder(l.tinyLlamaConfig({ hiddenSize: 32, intermediateSize: 48, numHiddenLayers: 1, numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: tok.vocabSize }), { seed: 1 }), text, tok);
+  const out = path.join(tmp, 'clip');
+  const t = run('train-clip', '--images', imgs, '--format', 'classes', '--text-model', text, '--image-size', '16', '--epochs', '3', '--batch-size', '6', '--out', out, '--quiet');
+  expect(t.err).toBe('');
+  expect(t.code).toBe(0);
+  expect(JSON.parse(t.out).steps).toBe(9);
+  const z = run('zeroshot', '--images', imgs, '--model', out, '--json');
+  expect(z.code).toBe(0);
+  const zj = JSON.parse(z.out);
+  expect(zj).toMatchObject({ classes: 3, images: 18, chance: 1 / 3 });
+  expect(zj.accuracy).toBeGreaterThanOrEqual(0);
+  const capFile = path.join(tmp, 'caps.tsv');
+  fs.writeFileSync(capFile, colours.flatMap(([n]) => [0, 1, 2].map((i) => `${n}/${i}.png\ta photo of a ${n}.`)).join('\n') + '\n');
+  const e = run('eval-retrieval', '--images', imgs, '--captions', capFile, '--format', 'tsv', '--model', out, '--json');
+  expect(e.code).toBe(0);
+  const ej = JSON.parse(e.out);
+  expect(ej.images).toBe(9);
+  expect(ej.chance.t2i.r1).toBeCloseTo(1 / 9);
+  expect(run('train-clip', '--help').out).toMatch(/usage: llm2clip train-clip/);
+}, 180000);

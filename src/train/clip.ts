@@ -1,0 +1,356 @@
+// clip.ts: trainClip(), stage 2 of LLM2CLIP: the LLM frozen and its caption features
+// cached, a text adapter and the vision encoder trained with the symmetric CLIP loss over
+// large batches (the vision tower runs in micro-batches; gradient caching), with a
+// learnable, clamped logit scale, atomic checkpoints and exact resume.
+import * as fs from 'fs';
+import * as path from 'path';
+import { fail } from '../errors';
+import { noGrad, record } from '../autograd';
+import { tensor, getSeedState, setSeedState, manualSeed } from '../creation';
+import { cuda } from '../runtime';
+import { keep, tidy } from '../scope';
+import { Tensor } from '../tensor';
+import type { DType } from '../dtype';
+import * as F from '../functional';
+import * as ops from '../ops';
+import { AdamW, cosineSchedule } from '../optim';
+import { copyInto } from '../nn';
+import { LlamaEncoder } from '../models/llama';
+import { ClipVisionEncoder } from '../models/clip';
+import { clipVisionPreset } from '../models/clip-presets';
+import { saveClipVisionPretrained, saveTextAdapter } from '../models/clip-save';
+import { TextAdapter } from '../models/adapter';
+import { loadImages } from '../models/image';
+import { Tokenizer } from '../tokenizer';
+import { Rng, RngState } from '../data/rng';
+import type { ImageCaptionItem } from '../data/images';
+import { cachedTextFeatures, encoderFingerprint } from './feature-cache';
+import { loadLatestCheckpoint, saveCheckpoint } from './checkpoint';
+import { Progress } from './progress';
+
+/** One step's report (onStep, log.jsonl). */
+export interface ClipStepInfo {
+  step: number;
+  totalSteps: number;
+  epoch: number;
+  loss: number;
+  lr: number;
+  logitScale: number;
+  gradNorm: number;
+  /** Images per second over this step. */
+  throughput: number;
+  elapsedMs: number;
+}
+
+/** Options of {@link trainClip}. */
+export interface TrainClipOptions {
+  /** Training images with their captions (see loadImageCaptions / splitByFile). */
+  items: ImageCaptionItem[];
+  /** The frozen text encoder: a LlamaEncoder or a Hugging Face directory (with tokenizer.json). */
+  textModel: string | LlamaEncoder;
+  /** A PEFT adapter directory applied to the text encoder (e.g. ccFinetune's adapter/). */
+  textAdapterDir?: string;
+  tokenizer?: Tokenizer;
+  /** The vision encoder: a checkpoint directory, an instance, or a from-scratch preset (default 'tiny'). */
+  vision?: string | ClipVisionEncoder | 'tiny' | 'small';
+  /** Image size for presets (default the preset's). */
+  imageSize?: number;
+  /** Shared embedding dim (default 256); a new vision projection and the adapter map to it. */
+  embedDim?: number;
+  /** Residual blocks of the text adapter (default 4). */
+  adapterBlocks?: number;
+  epochs?: number;
+  /** Images per step (default 256): the loss covers the whole batch. */
+  batchSize?: number;
+  /** Images per vision forward (default 64): bounds activation memory. */
+  microBatch?: number;
+  lr?: number;
+  /** Warm-up steps (default 5% of all). */
+  warmupSteps?: number;
+  weightDecay?: number;
+  maxGradNorm?: number;
+  device?: string;
+  dtype?: DType;
+  seed?: number;
+  /** Where vision/, text_adapter/, metrics.json, log.jsonl, checkpoints/ and cache/ go (default ./llm2clip-clip). */
+  outputDir?: string;
+  checkpointEvery?: number;
+  resume?: boolean;
+  onStep?: (info: ClipStepInfo) => void;
+  signal?: AbortSignal;
+  progress?: boolean;
+}
+
+/** What {@link trainClip} returns. */
+export interface TrainClipResult {
+  vision: ClipVisionEncoder;
+  adapter: TextAdapter;
+  /** exp of the final learnable logit scale. */
+  logitScale: number;
+  losses: number[];
+  steps: number;
+  aborted: boolean;
+  outputDir: string;
+  /** Whether the caption features came from the cache. */
+  featuresReused: boolean;
+  elapsedMs: number;
+}
+
+const LN_MAX_SCALE = Math.log(100);
+
+/** exp(x) of a one-element tensor, differentiable (for the learnable logit scale). */
+function expScalar(x: Tensor): Tensor {
+  const v = Math.exp(noGrad(() => x.item()));
+  const y = tensor([v], [], { device: x.device });
+  return record('exp', y, [x], [], (g) => [ops.scale(g, v)]);
+}
+
+/**
+ * Stage 2 of LLM2CLIP: trains a vision encoder and a text adapter on top of a frozen,
+ * caption-fine-tuned LLM whose caption features are extracted once and cached.
+ */
+export async function trainClip(options: TrainClipOptions): Promise<TrainClipResult> {
+  const t0 = Date.now();
+  if (!options || !Array.isArray(options.items) || options.items.length < 2) fail('INVALID_ARGUMENT', 'trainClip: options.items must list at least 2 images');
+  const items = options.items;
+  for (const [i, it] of items.entries())
+    if (!it || typeof it.image !== 'string' || !Array.isArray(it.captions) || it.captions.length === 0)
+      fail('INVALID_ARGUMENT', `trainClip: items[${i}] needs an image path and at least one caption`);
+  const device = options.device ?? (cuda.isAvailable() ? 'cuda' : 'cpu');
+  const dtype: DType = options.dtype ?? (device.startsWith('cuda') ? 'bfloat16' : 'float32');
+  const seed = options.seed ?? 0;
+  const outDir = path.resolve(options.outputDir ?? 'llm2clip-clip');
+  const ckDir = path.join(outDir, 'checkpoints');
+  const embedDim = options.embedDim ?? 256;
+  const B = Math.min(options.batchSize ?? 256, items.length);
+  const micro = options.microBatch ?? 64;
+  const epochs = options.epochs ?? 10;
+  for (const [k, v] of [['batchSize', B], ['microBatch', micro], ['epochs', epochs], ['embedDim', embedDim]] as const)
+    if (!Number.isSafeInteger(v) || v < 1) fail('INVALID_ARGUMENT', `trainClip: options.${k} must be a positive integer (got ${String(v)})`);
+  fs.mkdirSync(outDir, { recursive: true });
+  manualSeed(seed);
+
+  // ---- text features (frozen encoder, cached)
+  let encoder: LlamaEncoder;
+  let tokenizer: Tokenizer;
+
+  if (typeof options.textModel === 'string') {
+    encoder = await LlamaEncoder.fromPretrained(options.textModel, { device, dtype, lmHead: false });
+    tokenizer = options.tokenizer ?? Tokenizer.fromDir(options.textModel);
+  } else {
+    encoder = options.textModel;
+    if (!options.tokenizer) fail('INVALID_ARGUMENT', 'trainClip: pass options.tokenizer with a LlamaEncoder');
+    tokenizer = options.tokenizer;
+  }
+  if (options.textAdapterDir) await encoder.loadLora(options.textAdapterDir);
+  const modelId = encoderFingerprint(encoder);
+  const texts: string[] = [];
+  const textIndex = new Map<string, number>();
+  const capIds = items.map((it) =>
+    it.captions.map((c) => {
+      let k = textIndex.get(c);
+      if (k === undefined) {
+        k = texts.length;
+        textIndex.set(c, k);
+        texts.push(c);
+      }
+      return k;
+    }),
+  );
+  const feats = await cachedTextFeatures({ encoder, tokenizer, modelId, texts, cacheDir: path.join(outDir, 'cache'), maxLength: 128 });
+  const featView = feats.features.toArray() as Float32Array;
+  const hidden = feats.features.shape[1];
+  feats.features.dispose();
+  if (typeof options.textModel === 'string') encoder.dispose();
+
+  // ---- vision encoder and adapter
+  let vision: ClipVisionEncoder;
+  const v = options.vision ?? 'tiny';
+  if (v === 'tiny' || v === 'small') vision = new ClipVisionEncoder(clipVisionPreset(v, { imageSize: options.imageSize, projectionDim: embedDim }), { seed, device, dtype });
+  else if (typeof v === 'string') vision = await ClipVisionEncoder.fromPretrained(v, { device, dtype });
+  else vision = v;
+  if (vision.config.projectionDim !== embedDim)
+    fail('INVALID_ARGUMENT', `trainClip: the vision encoder projects to ${vision.config.projectionDim}, embedDim is ${embedDim}`);
+  const adapter = new TextAdapter(hidden, embedDim, { numBlocks: options.adapterBlocks ?? 4, seed: seed + 1, device, dtype });
+  const logitScale = keep(tensor([Math.log(1 / 0.07)], [], { device })).setRequiresGrad(true);
+  vision.requiresGrad_(true).train();
+  adapter.requiresGrad_(true).train();
+
+  // ---- pixels: decoded and preprocessed once (CPU float32), gathered per micro-batch
+  const size = vision.config.imageSize;
+  const pixels = await loadImages(items.map((it) => it.image), { size });
+  const pixView = pixels.toArray() as Float32Array;
+  pixels.dispose();
+  const per = 3 * size * size;
+
+  const named: [string, Tensor][] = [
+    ...vision.namedParameters().map(([n, t]) => [`vision.${n}`, t] as [string, Tensor]),
+    ...adapter.namedParameters().map(([n, t]) => [`adapter.${n}`, t] as [string, Tensor]),
+    ['logit_scale', logitScale],
+  ];
+  const lr = options.lr ?? 5e-4;
+  const opt = new AdamW(named, {
+    lr, weightDecay: options.weightDecay ?? 0.05, maxGradNorm: options.maxGradNorm ?? 1,
+    decay: (n, p) => n !== 'logit_scale' && p.ndim >= 2,
+  });
+  const stepsPerEpoch = Math.floor(items.length / B);
+  const total = Math.max(1, epochs * stepsPerEpoch);
+  const warm = options.warmupSteps ?? Math.ceil(total * 0.05);
+
+  // ---- resume
+  let step = 0;
+  let rng = new Rng(seed, 29);
+  let order: number[] = [];
+  let pos = 0;
+  const losses: number[] = [];
+  const ck = options.resume ? await loadLatestCheckpoint(ckDir, ['params', 'optim']) : null;
+  if (ck) {
+    const st = ck.state as unknown as ClipState;
+    step = st.step;
+    rng = Rng.fromState(st.rng);
+    order = st.order;
+    pos = st.pos;
+    losses.push(...st.losses);
+    for (const [n, p] of named) {
+      const s = ck.tensors.params?.[n];
+      if (!s) fail('CORRUPT_FILE', `trainClip resume: the checkpoint lacks ${n}`);
+      copyInto(p, s);
+    }
+    opt.loadStateDict({ step: st.optimStep, tensors: ck.tensors.optim ?? {} });
+    setSeedState(BigInt(st.seedState));
+  } else fs.writeFileSync(path.join(outDir, 'log.jsonl'), '');
+  const save = async (): Promise<void> => {
+    await saveCheckpoint(ckDir, `step-${String(step).padStart(7, '0')}`, {
+      state: { step, optimStep: opt.stepCount, rng: rng.state(), order, pos, losses, seedState: getSeedState().toString() } satisfies ClipState as unknown as Record<string, unknown>,
+      tensors: { params: Object.fromEntries(named), optim: opt.stateDict().tensors },
+    });
+  };
+
+  const progress = new Progress(options.progress !== false);
+  progress.start('clip', total, step);
+  let aborted = false;
+  while (step < total) {
+    if (options.signal?.aborted) {
+      aborted = true;
+      await save();
+      break;
+    }
+    const ts = Date.now();
+    if (pos + B > order.length) {
+      order = shuffle(items.length, rng);
+      pos = 0;
+    }
+    const batch = order.slice(pos, pos + B);
+    pos += B;
+    // One caption per image, drawn at random (short or long alike).
+    const textRows = new Float32Array(B * hidden);
+    batch.forEach((im, r) => {
+      const ids = capIds[im];
+      const k = ids[rng.below(ids.length)];
+      textRows.set(featView.subarray(k * hidden, (k + 1) * hidden), r * hidden);
+    });
+    opt.lr = cosineSchedule(step, { lr, warmupSteps: warm, totalSteps: total });
+    const loss = clipStep(vision, adapter, logitScale, batch, pixView, per, size, textRows, hidden, micro, device);
+    const r = opt.step();
+    opt.zeroGrad();
+    // Clamp the logit scale to [0, ln 100] (CLIP).
+    noGrad(() => {
+      const ls = logitScale.item();
+      const c = Math.min(LN_MAX_SCALE, Math.max(0, ls));
+      if (c !== ls) copyInto(logitScale, tensor([c], []));
+    });
+    step++;
+    losses.push(loss);
+    const info: ClipStepInfo = {
+      step, totalSteps: total, epoch: Math.floor((step - 1) / Math.max(1, stepsPerEpoch)), loss, lr: opt.lr, logitScale: Math.exp(noGrad(() => logitScale.item())),
+      gradNorm: r.gradNorm, throughput: (B * 1000) / Math.max(1, Date.now() - ts), elapsedMs: Date.now() - t0,
+    };
+    fs.appendFileSync(path.join(outDir, 'log.jsonl'), JSON.stringify(info) + '\n');
+    options.onStep?.(info);
+    progress.update({ stage: 'clip', step, totalSteps: total, loss, lr: opt.lr, throughput: info.throughput });
+    if ((options.checkpointEvery ?? 100) > 0 && step % (options.checkpointEvery ?? 100) === 0 && step < total) await save();
+  }
+  progress.stop();
+  const scaleNow = Math.exp(noGrad(() => logitScale.item()));
+  if (!aborted) {
+    await save();
+    await saveClipVisionPretrained(vision, path.join(outDir, 'vision'));
+    await saveTextAdapter(adapter, path.join(outDir, 'text_adapter'));
+    fs.writeFileSync(
+      path.join(outDir, 'clip_config.json'),
+      JSON.stringify({ textModel: typeof options.textModel === 'string' ? path.resolve(options.textModel) : null, textAdapterDir: options.textAdapterDir ? path.resolve(options.textAdapterDir) : null, embedDim, logitScale: scaleNow }, null, 1),
+    );
+    fs.writeFileSync(path.join(outDir, 'metrics.json'), JSON.stringify({ steps: step, finalLoss: losses.at(-1) ?? null, logitScale: scaleNow, elapsedMs: Date.now() - t0 }, null, 1));
+  }
+  opt.dispose();
+  vision.eval();
+  adapter.eval();
+  logitScale.dispose();
+  return { vision, adapter, logitScale: scaleNow, losses, steps: losses.length, aborted, outputDir: outDir, featuresReused: feats.reused, elapsedMs: Date.now() - t0 };
+}
+
+interface ClipState {
+  step: number;
+  optimStep: number;
+  rng: RngState;
+  order: number[];
+  pos: number;
+  losses: number[];
+  seedState: string;
+}
+
+function shuffle(n: number, rng: Rng): number[] {
+  const a = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.below(i + 1);
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+function gatherPixels(pix: Float32Array, per: number, size: number, idx: number[], device: string): Tensor {
+  const out = new Float32Array(idx.length * per);
+  idx.forEach((im, r) => out.set(pix.subarray(im * per, (im + 1) * per), r * per));
+  return tensor(out, [idx.length, 3, size, size], { device });
+}
+
+/**
+ * One CLIP step with gradient caching: image embeddings of the whole batch computed in
+ * micro-batches without a graph, the symmetric InfoNCE over the whole batch (its gradient
+ * reaches the adapter and the logit scale directly), then each micro-batch re-run with the
+ * graph and its slice of the embedding gradient. Returns the loss.
+ */
+function clipStep(
+  vision: ClipVisionEncoder, adapter: TextAdapter, logitScale: Tensor, batch: number[], pix: Float32Array, per: number, size: number,
+  textRows: Float32Array, hidden: number, micro: number, device: string,
+): number {
+  const B = batch.length;
+  const seeds: bigint[] = [];
+  const parts: Tensor[] = [];
+  for (let s = 0; s < B; s += micro) {
+    seeds.push(getSeedState());
+    parts.push(noGrad(() => tidy(() => vision.forward(gatherPixels(pix, per, size, batch.slice(s, s + micro), device)).embeds!)));
+  }
+  const after = getSeedState();
+  const img = keep((parts.length === 1 ? parts[0] : ops.concat(parts, 0)).setRequiresGrad(true));
+  if (parts.length > 1) for (const p of parts) p.dispose();
+  const loss = tidy(() => {
+    const txt = adapter.forward(tensor(textRows, [B, hidden], { device }));
+    const l = F.infoNCE(F.l2Normalize(img), F.l2Normalize(txt), { scale: expScalar(logitScale), symmetric: true });
+    const value = l.item();
+    l.backward();
+    return value;
+  });
+  const g = img.grad!;
+  let k = 0;
+  for (let s = 0; s < B; s += micro) {
+    setSeedState(seeds[k++]);
+    tidy(() => {
+      const e = vision.forward(gatherPixels(pix, per, size, batch.slice(s, s + micro), device)).embeds!;
+      e.backward(ops.slice(g, 0, s, Math.min(B, s + micro)));
+    });
+  }
+  setSeedState(after);
+  img.dispose();
+  return loss;
+}

@@ -1,0 +1,72 @@
+// train-clip.test.ts: trainClip end to end on generated images (16 colours, captions that
+// name them) with a tiny frozen text model and a tiny ViT: the loss falls, the caption
+// features are cached and reused, outputs are written, and an interrupted run resumed from
+// its checkpoint gives the losses of an uninterrupted one.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import sharp from 'sharp';
+import { trainClip, TrainClipOptions, LlamaEncoder, trainBpeTokenizer, tinyLlamaConfig, ClipVisionEncoder } from '../src';
+import type { ImageCaptionItem } from '../src/data/images';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'l2c-clip-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const COLOURS: [string, number, number, number][] = [
+  ['red', 220, 30, 30], ['green', 30, 200, 40], ['blue', 30, 40, 220], ['yellow', 230, 220, 30], ['purple', 140, 40, 170], ['orange', 250, 140, 20],
+  ['white', 245, 245, 245], ['black', 10, 10, 10], ['grey', 128, 128, 128], ['pink', 250, 160, 190], ['brown', 120, 70, 30], ['cyan', 30, 220, 220],
+  ['navy', 10, 20, 90], ['olive', 110, 120, 20], ['teal', 20, 120, 120], ['maroon', 110, 20, 30],
+];
+
+let items: ImageCaptionItem[] = [];
+let encoder: LlamaEncoder;
+let tokenizer: ReturnType<typeof trainBpeTokenizer>;
+
+beforeAll(async () => {
+  const dir = path.join(tmp, 'images');
+  fs.mkdirSync(dir);
+  items = [];
+  for (const [i, [name, r, g, b]] of COLOURS.entries())
+    for (const v of [0, 1]) {
+      const file = path.join(dir, `${name}-${v}.png`);
+      await sharp({ create: { width: 20 + v * 7, height: 18, channels: 3, background: { r, g: Math.min(255, g + v * 12), b } } }).png().toFile(file);
+      items.push({ image: file, file: path.basename(file), captions: [`a ${name} picture`, `the colour ${name}`] });
+      void i;
+    }
+  tokenizer = trainBpeTokenizer(items.flatMap((it) => it.captions), { vocabSize: 300, minFrequency: 1 });
+  encoder = new LlamaEncoder(tinyLlamaConfig({ hiddenSize: 32, intermediateSize: 48, numHiddenLayers: 1, numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: tokenizer.vocabSize }), { seed: 5 });
+});
+
+function opts(out: string, extra: Partial<TrainClipOptions> = {}): TrainClipOptions {
+  return {
+    items, textModel: encoder, tokenizer, vision: new ClipVisionEncoder({ hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2, numAttentionHeads: 4, imageSize: 16, patchSize: 4, projectionDim: 24 }, { seed: 3 }),
+    embedDim: 24, adapterBlocks: 1, batchSize: 16, microBatch: 6, epochs: 20, lr: 3e-3, outputDir: out, progress: false, checkpointEvery: 4, seed: 1, ...extra,
+  };
+}
+
+test('the loss falls; outputs written; caption features cached and reused', async () => {
+  const out = path.join(tmp, 'run');
+  const r = await trainClip(opts(out));
+  const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
+  expect(r.steps).toBe(40);
+  expect(r.featuresReused).toBe(false);
+  expect(mean(r.losses.slice(-5))).toBeLessThan(mean(r.losses.slice(0, 5)) - 0.5);
+  expect(r.logitScale).toBeGreaterThan(0);
+  expect(r.logitScale).toBeLessThanOrEqual(100);
+  for (const f of ['vision/config.json', 'vision/model.safetensors', 'text_adapter/config.json', 'metrics.json', 'log.jsonl', 'checkpoints/LATEST'])
+    expect(fs.existsSync(path.join(out, f))).toBe(true);
+  const again = await trainClip(opts(out, { epochs: 1 }));
+  expect(again.featuresReused).toBe(true);
+}, 240000);
+
+test('interrupted and resumed = uninterrupted, loss for loss', async () => {
+  const full = await trainClip(opts(path.join(tmp, 'full'), { epochs: 5 }));
+  const out = path.join(tmp, 'resumed');
+  const ac = new AbortController();
+  const a = await trainClip(opts(out, { epochs: 5, signal: ac.signal, onStep: (i) => { if (i.step === 6) ac.abort(); } }));
+  expect(a.aborted).toBe(true);
+  // The resumed run builds its modules afresh (as a new process would); the checkpoint restores them.
+  const b = await trainClip(opts(out, { epochs: 5, resume: true }));
+  expect(b.aborted).toBe(false);
+  expect(b.losses).toEqual(full.losses);
+}, 240000);
