@@ -62,13 +62,9 @@ function int(v: string | boolean | undefined, name: string): number | undefined 
   return n;
 }
 
-/** The caption file, restricted to `split`, or to `fallback` where the source has splits and none is given. */
 async function loadSplit(file: string, format: CaptionFormat | undefined, split: CaptionSplit | undefined, fallback: CaptionSplit) {
-  const { loadCaptions } = await import('./data/captions');
-  const { selectSplit } = await import('./data/select');
-  if (split) return loadCaptions(file, { format, split });
-  const all = await loadCaptions(file, { format });
-  return all.images.some((im) => im.split === fallback) ? selectSplit(all, fallback) : all;
+  const { loadCaptionsSplit } = await import('./data/captions');
+  return loadCaptionsSplit(file, { format, split }, fallback);
 }
 
 async function ccFinetuneCmd(rest: string[]): Promise<number> {

@@ -61,6 +61,11 @@ export abstract class Module {
     return m;
   }
 
+  /** The optional parameter registered under name (null when absent). */
+  protected optionalParam(name: string): Tensor | null {
+    return this.params_.get(name) ?? null;
+  }
+
   /** The parameter registered under name (its own, not a child's). */
   protected param(name: string): Tensor {
     const t = this.params_.get(name);
@@ -223,7 +228,7 @@ export class Linear extends Module {
     return this.param('weight');
   }
   get bias(): Tensor | null {
-    return this.namedParameters().find(([n]) => n === 'bias')?.[1] ?? null;
+    return this.optionalParam('bias');
   }
   forward(x: Tensor): Tensor {
     return F.linear(x, this.weight, this.bias);

@@ -7,8 +7,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { createHash } from 'crypto';
 import sharp from 'sharp';
-import { ClipVisionEncoder, ClipVisionConfig, CLIP_VISION_DEFAULTS, parseClipVisionConfig, loadClipVisionConfig, preprocessImage, loadImages, clipResizeGeometry, resizeBicubicPil, CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, F, Tensor, tensor, tidy, noGrad, Llm2ClipError, ErrorCode } from '../src';
-import { expectCode, hostRandom, relErr, describeGpu } from './helpers';
+import { ClipVisionEncoder, ClipVisionConfig, CLIP_VISION_DEFAULTS, parseClipVisionConfig, loadClipVisionConfig, preprocessImage, loadImages, clipResizeGeometry, resizeBicubicPil, CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, F, Tensor, tensor, tidy, noGrad } from '../src';
+import { expectCode, hostRandom, relErr, describeGpu, expectCodeAsync } from './helpers';
 import { tensorCounts } from '../src/tensor';
 import { ClipVisionRefConfig, randomClipVisionConfig, randomClipVisionWeights, writeHfClipVisionDir, clipVisionForwardRef } from './ref/clip-ref';
 import { toStTensors } from './ref/common';
@@ -23,20 +23,6 @@ function tmpDir(): string {
 afterAll(() => {
   for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
 });
-
-async function expectCodeAsync(p: Promise<unknown>, code: ErrorCode, messagePart?: string | RegExp): Promise<Llm2ClipError> {
-  let err: unknown = null;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(Llm2ClipError);
-  const e = err as Llm2ClipError;
-  expect(e.code).toBe(code);
-  if (messagePart) expect(e.message).toMatch(messagePart);
-  return e;
-}
 
 function pixelsOf(cfg: ClipVisionRefConfig, B: number, seed: number): Float32Array {
   return hostRandom(B * cfg.num_channels * cfg.image_size * cfg.image_size, seed);

@@ -20,6 +20,21 @@ export function expectCode(fn: () => unknown, code: ErrorCode, messagePart?: str
   return e;
 }
 
+/** expectCode for a promise: it must reject with Llm2ClipError(code) whose message matches every given part. */
+export async function expectCodeAsync(p: Promise<unknown>, code: ErrorCode, ...parts: (string | RegExp | undefined)[]): Promise<Llm2ClipError> {
+  let err: unknown;
+  try {
+    await p;
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(Llm2ClipError);
+  const e = err as Llm2ClipError;
+  expect(e.code).toBe(code);
+  for (const part of parts) if (part !== undefined) expect(e.message).toMatch(part);
+  return e;
+}
+
 /** Deterministic pseudo-random values in [-1, 1) (xorshift), fresh per seed. */
 export function hostRandom(n: number, seed: number): Float32Array {
   let x = (seed * 2654435761) >>> 0 || 1;

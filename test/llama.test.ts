@@ -6,12 +6,12 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { LlamaEncoder, parseLlamaConfig, Llm2ClipError, Tensor, tensor, tidy, noGrad, F, ErrorCode, manualSeed } from '../src';
+import { LlamaEncoder, parseLlamaConfig, Tensor, tensor, tidy, noGrad, F, manualSeed } from '../src';
 import { loadSafetensors } from '../src/io/safetensors';
 import { copyInto } from '../src/nn';
 import { tensorCounts } from '../src/tensor';
 import { trainBpeTokenizer } from '../src/tokenizer';
-import { describeGpu, expectCode, hostRandom, relErr } from './helpers';
+import { describeGpu, expectCode, hostRandom, relErr, expectCodeAsync } from './helpers';
 import {
   randomLlamaConfig, randomLlamaWeights, llamaForwardRef, llamaLogitsRef, poolRef, writeHfLlamaDir, LlamaRefConfig, PoolMode,
 } from './ref/llama-ref';
@@ -22,20 +22,6 @@ afterAll(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
 let dirCount = 0;
 function tmpDir(): string {
   return path.join(tmpRoot, `d${dirCount++}`);
-}
-
-async function expectCodeAsync(p: Promise<unknown>, code: ErrorCode, part?: RegExp): Promise<Llm2ClipError> {
-  let err: unknown;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(Llm2ClipError);
-  const e = err as Llm2ClipError;
-  expect(e.code).toBe(code);
-  if (part) expect(e.message).toMatch(part);
-  return e;
 }
 
 // A batch with a full row, a right-padded row and a left-padded row (S odd).

@@ -2,8 +2,8 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Llm2ClipError, ErrorCode, Tensor, tensor, randn, savePeftAdapter, loadPeftAdapter, peftName, parsePeftName, loraScale, PeftConfig, readSafetensorsHeader } from '../src';
-import { expectCode, hostRandom } from './helpers';
+import { Tensor, tensor, randn, savePeftAdapter, loadPeftAdapter, peftName, parsePeftName, loraScale, PeftConfig, readSafetensorsHeader } from '../src';
+import { expectCode, hostRandom, expectCodeAsync } from './helpers';
 
 let dir: string;
 beforeAll(() => {
@@ -12,18 +12,6 @@ beforeAll(() => {
 afterAll(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
-
-async function expectCodeAsync(p: Promise<unknown>, code: ErrorCode, ...parts: (string | RegExp)[]): Promise<void> {
-  let err: unknown;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(Llm2ClipError);
-  expect((err as Llm2ClipError).code).toBe(code);
-  for (const part of parts) expect((err as Llm2ClipError).message).toMatch(part);
-}
 
 const TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 

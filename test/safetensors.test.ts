@@ -4,10 +4,10 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Llm2ClipError, ErrorCode, Tensor, tensor, randn, DType, loadSafetensors, saveSafetensors, readSafetensorsHeader, loadSafetensorsDir } from '../src';
+import { Tensor, tensor, randn, DType, loadSafetensors, saveSafetensors, readSafetensorsHeader, loadSafetensorsDir } from '../src';
 import { setSafetensorsChunkBytes } from '../src/io/safetensors';
 import { tensorCounts } from '../src/tensor';
-import { hostRandom, describeGpu, hasGpu } from './helpers';
+import { hostRandom, describeGpu, hasGpu, expectCodeAsync } from './helpers';
 
 let dir: string;
 beforeAll(() => {
@@ -16,20 +16,6 @@ beforeAll(() => {
 afterAll(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
-
-async function expectCodeAsync(p: Promise<unknown>, code: ErrorCode, ...parts: (string | RegExp)[]): Promise<Llm2ClipError> {
-  let err: unknown;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(Llm2ClipError);
-  const e = err as Llm2ClipError;
-  expect(e.code).toBe(code);
-  for (const part of parts) expect(e.message).toMatch(part);
-  return e;
-}
 
 /** Raw bits of a CPU tensor. */
 function bits(t: Tensor): Uint8Array {

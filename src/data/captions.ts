@@ -302,3 +302,14 @@ export function captionTexts(dataset: CaptionDataset, options: { unique?: boolea
   }
   return options.unique ? [...new Set(out)] : out;
 }
+
+/**
+ * loadCaptions with a default split: `split` when given, else `fallback` where the source
+ * has split information (Flickr8k's split files, COCO Karpathy), else every image. The
+ * file is read once.
+ */
+export async function loadCaptionsSplit(file: string, options: LoadCaptionsOptions, fallback: CaptionSplit): Promise<CaptionDataset> {
+  if (options.split) return loadCaptions(file, options);
+  const all = await loadCaptions(file, { format: options.format });
+  return all.images.some((im) => im.split === fallback) ? selectSplit(all, fallback) : all;
+}

@@ -45,18 +45,23 @@ export async function loadClipModel(dir: string, options: { textModel?: string; 
   return { encoder, tokenizer: Tokenizer.fromDir(textModel), adapter, vision };
 }
 
+/** The rows of a 2-D tensor as float32 host vectors; disposes the tensor. */
+function hostRows(e: Tensor): Float32Array[] {
+  const a = e.toArray() as Float32Array; // toArray widens 16-bit dtypes to float32
+  const d = e.shape[1];
+  e.dispose();
+  return Array.from({ length: a.length / d }, (_, i) => a.slice(i * d, (i + 1) * d));
+}
+
 /** Image embeddings [N, embedDim] (float32, CPU), images decoded in batches. */
 export async function embedImages(m: ClipModel, files: string[], batchSize = 64): Promise<Float32Array[]> {
   const out: Float32Array[] = [];
   m.vision.eval();
   for (let s = 0; s < files.length; s += batchSize) {
     const px = await loadImages(files.slice(s, s + batchSize), { size: m.vision.config.imageSize, device: m.vision.parameters()[0].device });
-    const e = noGrad(() => tidy(() => m.vision.forward(px).embeds!.cast('float32')));
+    const e = noGrad(() => tidy(() => m.vision.forward(px).embeds!));
     px.dispose();
-    const a = e.toArray() as Float32Array;
-    const d = e.shape[1];
-    e.dispose();
-    for (let i = 0; i < a.length / d; i++) out.push(a.slice(i * d, (i + 1) * d));
+    out.push(...hostRows(e));
   }
   return out;
 }
@@ -70,13 +75,10 @@ export function embedTexts(m: ClipModel, texts: string[], batchSize = 64): Float
       tidy(() => {
         const f: Tensor = m.encoder.encode(m.tokenizer, texts.slice(s, s + batchSize), { pooling: 'mean', maxLength: 128 });
         const dev = m.adapter.parameters()[0].device;
-        return m.adapter.forward(f.device === dev ? f : f.to(dev)).cast('float32');
+        return m.adapter.forward(f.device === dev ? f : f.to(dev));
       }),
     );
-    const a = e.toArray() as Float32Array;
-    const d = e.shape[1];
-    e.dispose();
-    for (let i = 0; i < a.length / d; i++) out.push(a.slice(i * d, (i + 1) * d));
+    out.push(...hostRows(e));
   }
   return out;
 }

@@ -3,7 +3,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { fail } from '../errors';
-import { noGrad } from '../autograd';
 import { saveSafetensors } from '../io/safetensors';
 import { Tensor } from '../tensor';
 import type { Tokenizer } from '../tokenizer';
@@ -60,12 +59,10 @@ export async function saveLlamaPretrained(encoder: LlamaEncoder, dir: string, to
   const sd = encoder.stateDict();
   const tensors: Record<string, Tensor> = {};
   let dtype = 'float32';
-  noGrad(() => {
-    for (const [k, t] of Object.entries(sd)) {
-      tensors[k === 'lm_head.weight' ? k : `model.${k}`] = t;
-      dtype = t.dtype;
-    }
-  });
+  for (const [k, t] of Object.entries(sd)) {
+    tensors[k === 'lm_head.weight' ? k : `model.${k}`] = t;
+    dtype = t.dtype;
+  }
   await saveSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
   const cfg = path.join(dir, 'config.json');
   fs.writeFileSync(cfg + '.tmp', JSON.stringify(llamaConfigToHf(encoder.config, dtype), null, 2));

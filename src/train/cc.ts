@@ -5,25 +5,22 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { fail } from '../errors';
-import { noGrad } from '../autograd';
 import { tensor, getSeedState, setSeedState, manualSeed } from '../creation';
 import { cuda } from '../runtime';
-import { keep, tidy } from '../scope';
+import { tidy } from '../scope';
 import { Tensor } from '../tensor';
 import type { DType } from '../dtype';
 import * as F from '../functional';
-import * as ops from '../ops';
 import { AdamW } from '../optim';
-import { copyInto } from '../nn';
 import { LlamaEncoder, LlamaPooling } from '../models/llama';
 import { saveLlamaPretrained, tinyLlamaConfig, TinyLlamaSizes } from '../models/llama-save';
 import { Tokenizer, trainBpeTokenizer } from '../tokenizer';
-import { loadCaptions } from '../data/captions';
-import { selectSplit } from '../data/select';
+import { loadCaptionsSplit } from '../data/captions';
 import type { CaptionDataset, CaptionFormat, CaptionSplit } from '../data/types';
 import { PairSampler, PairSamplerState } from '../data/pairs';
 import { Rng, RngState } from '../data/rng';
-import { loadLatestCheckpoint, saveCheckpoint } from './checkpoint';
+import { loadLatestCheckpoint, restoreParams, saveCheckpoint } from './checkpoint';
+import { gradCache } from './gradcache';
 import { Progress } from './progress';
 
 /** The LLM2CLIP / LLM2Vec default query instruction (attended, not pooled). */
@@ -176,8 +173,9 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
   const seed = options.seed ?? 0;
   const outDir = path.resolve(options.outputDir ?? 'llm2clip-cc');
   const ckDir = path.join(outDir, 'checkpoints');
-  const modelOpt0 = options.model ?? 'tiny';
-  const isPreset = modelOpt0 === 'tiny' || modelOpt0 === 'small';
+  const modelOpt = options.model ?? 'tiny';
+  const preset = modelOpt === 'tiny' || modelOpt === 'small' ? modelOpt : null;
+  const isPreset = preset !== null;
   // A from-scratch model follows no instruction and starts from a weak representation:
   // its defaults (see CcFinetuneOptions) differ from the pretrained-LLM recipe.
   const instruction = options.instruction ?? (isPreset ? '' : DEFAULT_CC_INSTRUCTION);
@@ -186,13 +184,11 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
   const scale = options.scale ?? (isPreset ? 20 : 50);
   const hardNeg = options.hardNegatives ?? !isPreset;
   const every = options.checkpointEvery ?? 100;
-  const modelOpt = options.model ?? 'tiny';
-  const preset = typeof modelOpt === 'string' && (modelOpt === 'tiny' || modelOpt === 'small') ? modelOpt : null;
   fs.mkdirSync(outDir, { recursive: true });
 
   // ---- data
   const dataset = typeof options.data === 'string'
-    ? await loadTrainingCaptions(options.data, options.format, options.split)
+    ? await loadCaptionsSplit(options.data, { format: options.format, split: options.split }, 'train')
     : options.data;
   const captions = dataset.images.flatMap((im) => im.captions);
   if (dataset.pairs) for (const p of dataset.pairs) captions.push(p.anchor, p.positive, ...(p.negative ? [p.negative] : []));
@@ -262,7 +258,7 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
     let pos = ckState?.mntpPos ?? 0;
     if (ckState && ckState.stage === 'mntp') {
       step = ckState.step;
-      restoreParams(named, ck!.tensors.params);
+      restoreParams(named, ck!.tensors.params, 'ccFinetune resume');
       opt.loadStateDict({ step: ckState.optimStep, tensors: ck!.tensors.optim ?? {} });
       setSeedState(BigInt(ckState.seedState));
     }
@@ -278,7 +274,7 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
       if (options.signal?.aborted) { aborted = true; await save(); break; }
       const ts = Date.now();
       if (!order || pos >= order.length) {
-        order = shuffled(captions.length, rng);
+        order = rng.shuffle(Array.from({ length: captions.length }, (_, i) => i));
         pos = 0;
       }
       const texts = order.slice(pos, pos + B).map((i) => captions[i]);
@@ -338,7 +334,7 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
     let step = 0;
     if (resumeInSimcse) {
       step = ckState!.step;
-      restoreParams(named, ck!.tensors.params);
+      restoreParams(named, ck!.tensors.params, 'ccFinetune resume');
       opt.loadStateDict({ step: ckState!.optimStep, tensors: ck!.tensors.optim ?? {} });
       sampler = PairSampler.fromState(dataset, { seed, hardNegatives: hardNeg }, ckState!.sampler as PairSamplerState);
       setSeedState(BigInt(ckState!.seedState));
@@ -403,35 +399,9 @@ interface CcState {
   baseWritten: boolean;
 }
 
-/** The caption file, restricted to `split`, or to 'train' where the source has splits and none is given. */
-async function loadTrainingCaptions(file: string, format: CaptionFormat | undefined, split: CaptionSplit | undefined): Promise<CaptionDataset> {
-  if (split) return loadCaptions(file, { format, split });
-  const all = await loadCaptions(file, { format });
-  return all.images.some((im) => im.split === 'train') ? selectSplit(all, 'train') : all;
-}
-
-function restoreParams(named: [string, Tensor][], saved: Record<string, Tensor> | undefined): void {
-  if (!saved) fail('CORRUPT_FILE', 'ccFinetune resume: the checkpoint has no params.safetensors');
-  for (const [n, p] of named) {
-    const s = saved[n];
-    if (!s) fail('CORRUPT_FILE', `ccFinetune resume: the checkpoint lacks parameter ${n}`);
-    noGrad(() => {
-      const c = s.dtype === p.dtype ? s : s.cast(p.dtype);
-      copyInto(p, c);
-      if (c !== s) c.dispose();
-    });
-  }
-}
 
 
-function shuffled(n: number, rng: Rng): number[] {
-  const a = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.below(i + 1);
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
-}
+
 
 function findMaskId(tok: Tokenizer): number {
   for (const n of MASK_NAMES) {
@@ -461,50 +431,16 @@ function mntpMask(e: Encoded, ratio: number, rng: Rng, maskId: number, vocab: nu
   return { ids, labels };
 }
 
-/**
- * One GradCache step (Gao et al. 2021): embeds every group of sequences in chunks without
- * a graph, computes the loss over the whole batch on those embeddings, then re-runs each
- * chunk with the graph and back-propagates its slice of the embedding gradient. The
- * re-run rewinds the seed sequence, so dropout masks match the first pass exactly.
- * Returns the loss; parameter gradients are accumulated in .grad.
- */
+/** One GradCache step of the encoder over groups of encoded rows (see {@link gradCache}). */
 export function gradCacheStep(
   encoder: LlamaEncoder, groups: Encoded[], chunk: number, pooling: LlamaPooling, device: string, lossFn: (reps: Tensor[]) => Tensor,
 ): number {
-  const seeds: bigint[][] = [];
-  const reps = groups.map((g, gi) => {
-    seeds[gi] = [];
-    const parts: Tensor[] = [];
-    for (let s = 0; s < g.n; s += chunk) {
-      const e = Math.min(g.n, s + chunk);
-      seeds[gi].push(getSeedState());
-      parts.push(noGrad(() => tidy(() => embed(encoder, rowsTensor(g, 'ids', s, e, device), rowsTensor(g, 'mask', s, e, device), rowsTensor(g, 'embed', s, e, device), pooling))));
-    }
-    const all = parts.length === 1 ? parts[0] : ops.concat(parts, 0);
-    if (parts.length > 1) for (const p of parts) p.dispose();
-    return keep(all.setRequiresGrad(true));
-  });
-  const after = getSeedState();
-  const loss = tidy(() => {
-    const l = lossFn(reps);
-    const v = l.item();
-    l.backward();
-    return v;
-  });
-  groups.forEach((g, gi) => {
-    const grad = reps[gi].grad!;
-    let k = 0;
-    for (let s = 0; s < g.n; s += chunk) {
-      const e = Math.min(g.n, s + chunk);
-      setSeedState(seeds[gi][k++]);
-      tidy(() => {
-        const r = embed(encoder, rowsTensor(g, 'ids', s, e, device), rowsTensor(g, 'mask', s, e, device), rowsTensor(g, 'embed', s, e, device), pooling);
-        r.backward(ops.slice(grad, 0, s, e));
-      });
-    }
-  });
-  setSeedState(after);
-  for (const r of reps) r.dispose();
-  return loss;
+  return gradCache(
+    groups.map((g) => ({
+      n: g.n,
+      embed: (s: number, e: number) => embed(encoder, rowsTensor(g, 'ids', s, e, device), rowsTensor(g, 'mask', s, e, device), rowsTensor(g, 'embed', s, e, device), pooling),
+    })),
+    chunk,
+    lossFn,
+  );
 }
-

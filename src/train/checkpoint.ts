@@ -2,9 +2,10 @@
 // into place, then a LATEST pointer file replaced by rename), read back for resume.
 import * as fs from 'fs';
 import * as path from 'path';
-import { fail } from '../errors';
+import { fail, Llm2ClipError } from '../errors';
 import { Tensor } from '../tensor';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
+import { copyInto } from '../nn';
 
 /** What a checkpoint holds: JSON state plus named tensor groups (each one safetensors file). */
 export interface CheckpointData {
@@ -41,9 +42,8 @@ export async function saveCheckpoint(dir: string, name: string, data: Checkpoint
     writeFileAtomic(path.join(dir, 'LATEST'), name + '\n');
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
-    if ((e as { code?: string }).code && !(e as { name?: string }).name?.startsWith('Llm2Clip'))
-      fail('IO_ERROR', `checkpoint: cannot write ${final}: ${(e as Error).message}`);
-    throw e;
+    if (e instanceof Llm2ClipError) throw e;
+    fail('IO_ERROR', `checkpoint: cannot write ${final}: ${(e as Error).message}`);
   }
   // Prune old checkpoints (never the one LATEST names).
   const all = fs.readdirSync(dir).filter((f) => !f.startsWith('.') && f !== 'LATEST' && fs.statSync(path.join(dir, f)).isDirectory()).sort();
@@ -69,4 +69,14 @@ export async function loadLatestCheckpoint(dir: string, groups: string[]): Promi
     if (fs.existsSync(f)) tensors[g] = await loadSafetensors(f);
   }
   return { state, tensors };
+}
+
+/** Copies a checkpoint's saved tensors into the named parameters (dtype / device converted); a missing one is CORRUPT_FILE. */
+export function restoreParams(named: [string, Tensor][], saved: Record<string, Tensor> | undefined, what: string): void {
+  if (!saved) fail('CORRUPT_FILE', `${what}: the checkpoint has no params.safetensors`);
+  for (const [n, p] of named) {
+    const s = saved[n];
+    if (!s) fail('CORRUPT_FILE', `${what}: the checkpoint lacks parameter ${n}`);
+    copyInto(p, s);
+  }
 }

@@ -8,7 +8,7 @@ import { fail } from '../errors';
 import { noGrad, record } from '../autograd';
 import { tensor, getSeedState, setSeedState, manualSeed } from '../creation';
 import { cuda } from '../runtime';
-import { keep, tidy } from '../scope';
+import { keep } from '../scope';
 import { Tensor } from '../tensor';
 import type { DType } from '../dtype';
 import * as F from '../functional';
@@ -25,7 +25,8 @@ import { Tokenizer } from '../tokenizer';
 import { Rng, RngState } from '../data/rng';
 import type { ImageCaptionItem } from '../data/images';
 import { cachedTextFeatures, encoderFingerprint } from './feature-cache';
-import { loadLatestCheckpoint, saveCheckpoint } from './checkpoint';
+import { loadLatestCheckpoint, restoreParams, saveCheckpoint } from './checkpoint';
+import { gradCache } from './gradcache';
 import { Progress } from './progress';
 
 /** One step's report (onStep, log.jsonl). */
@@ -211,11 +212,7 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
     order = st.order;
     pos = st.pos;
     losses.push(...st.losses);
-    for (const [n, p] of named) {
-      const s = ck.tensors.params?.[n];
-      if (!s) fail('CORRUPT_FILE', `trainClip resume: the checkpoint lacks ${n}`);
-      copyInto(p, s);
-    }
+    restoreParams(named, ck.tensors.params, 'trainClip resume');
     opt.loadStateDict({ step: st.optimStep, tensors: ck.tensors.optim ?? {} });
     setSeedState(BigInt(st.seedState));
   } else fs.writeFileSync(path.join(outDir, 'log.jsonl'), '');
@@ -237,7 +234,7 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
     }
     const ts = Date.now();
     if (pos + B > order.length) {
-      order = shuffle(items.length, rng);
+      order = rng.shuffle(Array.from({ length: items.length }, (_, i) => i));
       pos = 0;
     }
     const batch = order.slice(pos, pos + B);
@@ -299,14 +296,6 @@ interface ClipState {
   seedState: string;
 }
 
-function shuffle(n: number, rng: Rng): number[] {
-  const a = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.below(i + 1);
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
-}
 
 function gatherPixels(pix: Float32Array, per: number, size: number, idx: number[], device: string): Tensor {
   const out = new Float32Array(idx.length * per);
@@ -325,32 +314,9 @@ function clipStep(
   textRows: Float32Array, hidden: number, micro: number, device: string,
 ): number {
   const B = batch.length;
-  const seeds: bigint[] = [];
-  const parts: Tensor[] = [];
-  for (let s = 0; s < B; s += micro) {
-    seeds.push(getSeedState());
-    parts.push(noGrad(() => tidy(() => vision.forward(gatherPixels(pix, per, size, batch.slice(s, s + micro), device)).embeds!)));
-  }
-  const after = getSeedState();
-  const img = keep((parts.length === 1 ? parts[0] : ops.concat(parts, 0)).setRequiresGrad(true));
-  if (parts.length > 1) for (const p of parts) p.dispose();
-  const loss = tidy(() => {
+  const images = { n: B, embed: (s: number, e: number) => vision.forward(gatherPixels(pix, per, size, batch.slice(s, e), device)).embeds! };
+  return gradCache([images], micro, ([img]) => {
     const txt = adapter.forward(tensor(textRows, [B, hidden], { device }));
-    const l = F.infoNCE(F.l2Normalize(img), F.l2Normalize(txt), { scale: expScalar(logitScale), symmetric: true });
-    const value = l.item();
-    l.backward();
-    return value;
+    return F.infoNCE(F.l2Normalize(img), F.l2Normalize(txt), { scale: expScalar(logitScale), symmetric: true });
   });
-  const g = img.grad!;
-  let k = 0;
-  for (let s = 0; s < B; s += micro) {
-    setSeedState(seeds[k++]);
-    tidy(() => {
-      const e = vision.forward(gatherPixels(pix, per, size, batch.slice(s, s + micro), device)).embeds!;
-      e.backward(ops.slice(g, 0, s, Math.min(B, s + micro)));
-    });
-  }
-  setSeedState(after);
-  img.dispose();
-  return loss;
 }
