@@ -22,6 +22,11 @@ export interface AdamWConfig {
    * norms and embeddings' 1-D vectors do not). Given by name when params are named.
    */
   decay?: (name: string, p: Tensor) => boolean;
+  /**
+   * Per-parameter multiplier of the learning rate (default 1 for all; e.g. layer-wise lr
+   * decay). Parameters of equal multiplier are updated together; clipping stays global.
+   */
+  lrScale?: (name: string, p: Tensor) => number;
 }
 
 /** What {@link AdamW.step} reports. */
@@ -41,6 +46,7 @@ interface Slot {
   v: Tensor;
   master: Tensor | null;
   decay: boolean;
+  lrScale: number;
 }
 
 /**
@@ -79,8 +85,10 @@ export class AdamW {
       if (seen.has(p)) fail('INVALID_ARGUMENT', `AdamW: ${name} is listed twice`);
       seen.add(p);
       const dev = { device: p.device };
+      const scale = config.lrScale ? config.lrScale(name, p) : 1;
+      if (typeof scale !== 'number' || !(scale >= 0) || !Number.isFinite(scale)) fail('INVALID_ARGUMENT', `AdamW: lrScale(${name}) must be a finite number >= 0 (got ${String(scale)})`);
       return {
-        name, p, decay: decay(name, p),
+        name, p, decay: decay(name, p), lrScale: scale,
         m: keep(zeros(p.shape, dev)),
         v: keep(zeros(p.shape, dev)),
         master: p.dtype === 'float32' ? null : keep(noGrad(() => p.detach().cast('float32'))),
@@ -97,20 +105,42 @@ export class AdamW {
   step(): StepResult {
     const live = this.slots.filter((s) => s.p.grad);
     if (live.length === 0) return { gradNorm: 0, skipped: false, step: this.step_ };
-    const r = noGrad(() =>
-      ops.adamw(
-        {
-          params: live.map((s) => s.p), grads: live.map((s) => s.p.grad!), expAvg: live.map((s) => s.m),
-          expAvgSq: live.map((s) => s.v), master: live.map((s) => s.master),
-        },
-        {
-          lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay,
-          step: this.step_ + 1, decay: live.map((s) => s.decay), maxGradNorm: this.maxGradNorm,
-        },
-      ),
-    );
-    if (!r.skipped) this.step_++;
-    return { ...r, step: this.step_ };
+    const update = (group: Slot[], grads: Tensor[], lr: number, maxGradNorm: number | null) =>
+      noGrad(() =>
+        ops.adamw(
+          {
+            params: group.map((s) => s.p), grads, expAvg: group.map((s) => s.m),
+            expAvgSq: group.map((s) => s.v), master: group.map((s) => s.master),
+          },
+          {
+            lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay,
+            step: this.step_ + 1, decay: group.map((s) => s.decay), maxGradNorm,
+          },
+        ),
+      );
+    const scales = [...new Set(live.map((s) => s.lrScale))];
+    if (scales.length === 1) {
+      // One group: one native call, clipping inside it.
+      const r = update(live, live.map((s) => s.p.grad!), this.lr * scales[0], this.maxGradNorm);
+      if (!r.skipped) this.step_++;
+      return { ...r, step: this.step_ };
+    }
+    // Several lr groups: the global norm first (clipping and the skip on a non-finite norm
+    // see every gradient, as with one group), then one update per group.
+    const norm = ops.gradNorm(live.map((s) => s.p.grad!));
+    if (!Number.isFinite(norm)) return { gradNorm: norm, skipped: true, step: this.step_ };
+    const clip = this.maxGradNorm !== null ? Math.min(1, this.maxGradNorm / (norm + 1e-6)) : 1;
+    for (const sc of scales) {
+      const group = live.filter((s) => s.lrScale === sc);
+      const grads = clip < 1 ? group.map((s) => noGrad(() => ops.scale(s.p.grad!, clip))) : group.map((s) => s.p.grad!);
+      try {
+        update(group, grads, this.lr * sc, null);
+      } finally {
+        if (clip < 1) grads.forEach((g) => g.dispose());
+      }
+    }
+    this.step_++;
+    return { gradNorm: norm, skipped: false, step: this.step_ };
   }
 
   /** Drops every parameter's gradient. */

@@ -43,6 +43,53 @@ describe('AdamW', () => {
     expect(relErr(b.toArray(), refAdam(Float64Array.from(b0), new Float64Array(5).fill(1), 7, { ...o, decay: false }))).toBeLessThan(1e-5);
   });
 
+  test('lrScale: per-parameter learning rates with one global clipping norm, against float64', () => {
+    // Two parameters at lr and lr/4, gradients clipped by their joint norm (clip active).
+    const n = 11;
+    const a0 = hostRandom(n, 21), b0 = hostRandom(7, 22), ca = hostRandom(n, 23).map((v) => 3 + v), cb = hostRandom(7, 24).map((v) => 2 + v);
+    const a = tensor(a0, [1, n]).setRequiresGrad();
+    const b = tensor(b0, [7]).setRequiresGrad();
+    const [cat, cbt] = [tensor(ca, [1, n]), tensor(cb, [7])];
+    const o = { lr: 0.03, b1: 0.9, b2: 0.999, eps: 1e-8, wd: 0.2, max: 0.5 };
+    const opt = new AdamW([['a', a], ['b', b]], { lr: o.lr, weightDecay: o.wd, maxGradNorm: o.max, lrScale: (name) => (name === 'b' ? 0.25 : 1) });
+    // float64 reference: the same steps, clip coefficient from both gradients together.
+    const P = [Float64Array.from(a0), Float64Array.from(b0)], C = [Float64Array.from(ca), Float64Array.from(cb)];
+    const M = P.map((p) => new Float64Array(p.length)), V = P.map((p) => new Float64Array(p.length));
+    const scale = [1, 0.25], dec = [true, false];
+    let clipped = 0;
+    for (let t = 1; t <= 6; t++) {
+      opt.zeroGrad();
+      tidy(() => F.add(lossOf(a, cat), lossOf(b, cbt)).backward());
+      const r = opt.step();
+      const G = P.map((p, k) => p.map((v, i) => 2 * C[k][i] * v));
+      const norm = Math.sqrt(G.reduce((s, g) => s + g.reduce((q, v) => q + v * v, 0), 0));
+      expect(relErr([r.gradNorm], [norm])).toBeLessThan(1e-5);
+      const clip = Math.min(1, o.max / (norm + 1e-6));
+      if (clip < 1) clipped++;
+      P.forEach((p, k) => {
+        const lr = o.lr * scale[k];
+        for (let i = 0; i < p.length; i++) {
+          const g = G[k][i] * clip;
+          if (dec[k]) p[i] *= 1 - lr * o.wd;
+          M[k][i] = o.b1 * M[k][i] + (1 - o.b1) * g;
+          V[k][i] = o.b2 * V[k][i] + (1 - o.b2) * g * g;
+          p[i] -= (lr * M[k][i] / (1 - o.b1 ** t)) / (Math.sqrt(V[k][i] / (1 - o.b2 ** t)) + o.eps);
+        }
+      });
+    }
+    expect(clipped).toBeGreaterThan(2);
+    expect(relErr(a.toArray(), P[0])).toBeLessThan(1e-5);
+    expect(relErr(b.toArray(), P[1])).toBeLessThan(1e-5);
+    // A non-finite gradient still skips every group.
+    opt.zeroGrad();
+    const before = [a.toArray(), b.toArray()];
+    tidy(() => F.add(F.sum(F.mul(a, tensor(new Float32Array(n).fill(NaN), [1, n]))), lossOf(b, cbt)).backward());
+    expect(opt.step().skipped).toBe(true);
+    expect(a.toArray()).toEqual(before[0]);
+    expect(b.toArray()).toEqual(before[1]);
+    expectCode(() => new AdamW([a], { lrScale: () => -1 }), 'INVALID_ARGUMENT', /lrScale/);
+  });
+
   test('bfloat16 parameters train through float32 masters; state round trip continues identically', () => {
     const lin = new nn.Linear(8, 4, { seed: 5, dtype: 'bfloat16' });
     const x = tensor(hostRandom(24, 6), [3, 8]).cast('bfloat16');

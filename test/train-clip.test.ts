@@ -70,3 +70,57 @@ test('interrupted and resumed = uninterrupted, loss for loss', async () => {
   expect(b.aborted).toBe(false);
   expect(b.losses).toEqual(full.losses);
 }, 240000);
+
+describe('caption draw and layer-wise lr decay', () => {
+  test('pickCaption: long with probability p where both kinds exist, uniform within a kind', () => {
+    const { Rng } = require('../src/data/rng') as typeof import('../src/data/rng');
+    const { pickCaption } = require('../src/train/clip') as typeof import('../src/train/clip');
+    const rng = new Rng(3, 1);
+    const short = [0, 1], long = [5, 6, 7];
+    const count = new Map<number, number>();
+    const N = 20000;
+    for (let i = 0; i < N; i++) {
+      const k = pickCaption(rng, short, long, 0.5);
+      count.set(k, (count.get(k) ?? 0) + 1);
+    }
+    const longShare = [5, 6, 7].reduce((s, k) => s + (count.get(k) ?? 0), 0) / N;
+    expect(Math.abs(longShare - 0.5)).toBeLessThan(0.015); // ~4 sigma
+    for (const k of short) expect(Math.abs((count.get(k) ?? 0) / N - 0.25)).toBeLessThan(0.015);
+    for (const k of long) expect(Math.abs((count.get(k) ?? 0) / N - 1 / 6)).toBeLessThan(0.015);
+    expect([...count.keys()].sort()).toEqual([0, 1, 5, 6, 7]);
+    for (let i = 0; i < 200; i++) expect(long).toContain(pickCaption(rng, short, long, 1));
+    for (let i = 0; i < 200; i++) expect(short).toContain(pickCaption(rng, short, long, 0));
+    // One kind only: that kind, whatever p.
+    for (let i = 0; i < 50; i++) expect(short).toContain(pickCaption(rng, short, [], 1));
+    for (let i = 0; i < 50; i++) expect(long).toContain(pickCaption(rng, [], long, 0));
+  });
+
+  test('layerDecayScale on the real parameter names; trainClip with layerDecay moves early blocks less', async () => {
+    const { layerDecayScale } = require('../src/train/clip') as typeof import('../src/train/clip');
+    const vis = new ClipVisionEncoder({ hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 3, numAttentionHeads: 4, imageSize: 16, patchSize: 4, projectionDim: 24 }, { seed: 3 });
+    const scales = new Map(vis.namedParameters().map(([n]) => [n, layerDecayScale(`vision.${n}`, 3, 0.5)]));
+    expect(scales.get('vision_model.embeddings.patch_embedding.weight')).toBe(0.0625);
+    expect(scales.get('vision_model.pre_layrnorm.weight')).toBe(0.0625);
+    expect(scales.get('vision_model.encoder.layers.0.self_attn.q_proj.weight')).toBe(0.125);
+    expect(scales.get('vision_model.encoder.layers.2.mlp.fc2.bias')).toBe(0.5);
+    expect(scales.get('vision_model.post_layernorm.weight')).toBe(1);
+    expect(scales.get('visual_projection.weight')).toBe(1);
+    expect(layerDecayScale('adapter.blocks.0.fc1.weight', 3, 0.5)).toBe(1);
+    expect(layerDecayScale('logit_scale', 3, 0.5)).toBe(1);
+    // Same run with and without decay 0.3: the patch embedding moves far less with it
+    // (lr x 0.3^4), the projection alike.
+    const moved = async (layerDecay: number) => {
+      const v = new ClipVisionEncoder({ hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2, numAttentionHeads: 4, imageSize: 16, patchSize: 4, projectionDim: 24 }, { seed: 3 });
+      const w0 = (n: string) => v.namedParameters().find(([k]) => k === n)![1].toArray() as Float32Array;
+      const pe0 = w0('vision_model.embeddings.patch_embedding.weight'), pr0 = w0('visual_projection.weight');
+      await trainClip(opts(path.join(tmp, `ld-${layerDecay}`), { vision: v, epochs: 2, layerDecay }));
+      const d = (a: Float32Array, b: Float32Array) => Math.sqrt(a.reduce((s, x, i) => s + (x - b[i]) ** 2, 0));
+      return { pe: d(w0('vision_model.embeddings.patch_embedding.weight'), pe0), pr: d(w0('visual_projection.weight'), pr0) };
+    };
+    const a = await moved(1), b = await moved(0.3);
+    expect(b.pe).toBeLessThan(a.pe * 0.2);
+    expect(b.pr).toBeGreaterThan(a.pr * 0.5);
+    await expect(trainClip(opts(path.join(tmp, 'ld-bad'), { layerDecay: 0 }))).rejects.toThrow(/layerDecay/);
+    await expect(trainClip(opts(path.join(tmp, 'lp-bad'), { longCaptionProbability: 2 }))).rejects.toThrow(/longCaptionProbability/);
+  }, 120000);
+});

@@ -9,6 +9,7 @@
 #      PyTorch (torch_ref.py: matmul, scaled_dot_product_attention, PEFT-style LoRA, the
 #      materialised InfoNCE) in the same run;
 #   4. prints the table last; writes gpu-<card>.md and .json to $OUT (or bench/results).
+# Environment: L2C_TESTS_TIMEOUT / L2C_BENCH_TIMEOUT / L2C_TORCH_TIMEOUT (seconds; 240 / 200 / 150).
 # --build-only: step 1 for sm_80 and sm_90a on any machine (no GPU needed), plus a CPU
 #   smoke run of the bench program. --quick: small sizes. Whole run: under 8 minutes.
 set -uo pipefail
@@ -66,16 +67,16 @@ build build-gpu "$arch" 2>&1 | tee -a "$report"
 
 echo '## Native tests (CUDA against the CPU kernels)' >>"$report"
 echo '```' >>"$report"
-timeout 240 ./build-gpu/Release/l2c_native_tests 2>&1 | tee build-gpu-tests.log | grep -vE '^(ok|skip) ' | tee -a "$report"
+timeout "${L2C_TESTS_TIMEOUT:-240}" ./build-gpu/Release/l2c_native_tests 2>&1 | tee build-gpu-tests.log | grep -vE '^(ok|skip) ' | tee -a "$report"
 tests_rc=${PIPESTATUS[0]}
 echo '```' >>"$report"
 
 echo "timing (ours)..."
-timeout 200 ./build-gpu/Release/l2c_gpu_bench $quick >build-gpu-ours.jsonl 2>&1
+timeout "${L2C_BENCH_TIMEOUT:-200}" ./build-gpu/Release/l2c_gpu_bench $quick >build-gpu-ours.jsonl 2>&1
 : >build-gpu-torch.jsonl
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
   echo "timing (PyTorch)..."
-  timeout 150 python3 bench/gpu/torch_ref.py $quick >build-gpu-torch.jsonl 2>&1
+  timeout "${L2C_TORCH_TIMEOUT:-150}" python3 bench/gpu/torch_ref.py $quick >build-gpu-torch.jsonl 2>&1
 else
   echo 'PyTorch with CUDA not found: no side-by-side figures.' | tee -a "$report"
 fi
@@ -87,6 +88,7 @@ json="$out_dir/gpu-$slug.json"
   python3 bench/gpu/summarize.py build-gpu-ours.jsonl build-gpu-torch.jsonl "$json"
 } >build-gpu-table.md
 cat build-gpu-table.md >>"$report"
+for f in build-gpu-tests.log build-gpu-ours.jsonl build-gpu-torch.jsonl; do [ "$out_dir" = bench/results ] || cp "$f" "$out_dir/" 2>/dev/null; done
 echo "report: $report, $json"
 echo "native tests: $(tail -n 1 build-gpu-tests.log)"
 cat build-gpu-table.md

@@ -119,13 +119,19 @@ function addImage(byId: Map<string, CaptionImage>, img: CaptionImage, file: stri
     return;
   }
   if (prev.split !== img.split) corrupt(file, lineNo, `image ${img.id} appears again with another split`);
+  if (prev.kinds || img.kinds) {
+    const shorts = (c: string[]): CaptionKind[] => c.map(() => 'short');
+    prev.kinds = [...(prev.kinds ?? shorts(prev.captions)), ...(img.kinds ?? shorts(img.captions))];
+  }
   prev.captions.push(...img.captions);
-  if (prev.kinds && img.kinds) prev.kinds.push(...img.kinds);
 }
 
 /**
  * Reads JSON Lines of `{"image": ID, "captions": [...], "split"?: ...}` (a single
- * `"caption"` string is accepted too). Records of the same image are merged.
+ * `"caption"` string is accepted too). Long descriptions may come beside them in
+ * `"long_caption"` / `"long_captions"`: the image's captions are then its short ones
+ * followed by its long ones, with `kinds` saying which is which. Records of the same image
+ * are merged.
  */
 export async function loadCaptionsJsonl(file: string, options: LoadCaptionsOptions = {}): Promise<CaptionDataset> {
   const byId = new Map<string, CaptionImage>();
@@ -142,8 +148,23 @@ export async function loadCaptionsJsonl(file: string, options: LoadCaptionsOptio
     } else if (r.caption !== undefined) {
       if (!isText(r.caption)) corrupt(file, lineNo, `"caption" must be a non-empty string, got ${show(r.caption)}`);
       captions = [r.caption.trim()];
-    } else corrupt(file, lineNo, 'no "captions"');
-    const img: CaptionImage = { id, captions };
+    } else if (r.long_caption === undefined && r.long_captions === undefined) corrupt(file, lineNo, 'no "captions"');
+    else captions = [];
+    // Long, dense descriptions beside the short captions: kinds mark which is which.
+    const longs: string[] = [];
+    if (r.long_captions !== undefined) {
+      if (!Array.isArray(r.long_captions) || r.long_captions.length === 0) corrupt(file, lineNo, `"long_captions" must be a non-empty array of strings, got ${show(r.long_captions)}`);
+      r.long_captions.forEach((c: unknown, j: number) => {
+        if (!isText(c)) corrupt(file, lineNo, `long_captions[${j}] must be a non-empty string, got ${show(c)}`);
+        longs.push(c.trim());
+      });
+    }
+    if (r.long_caption !== undefined) {
+      if (!isText(r.long_caption)) corrupt(file, lineNo, `"long_caption" must be a non-empty string, got ${show(r.long_caption)}`);
+      longs.push(r.long_caption.trim());
+    }
+    const img: CaptionImage = { id, captions: [...captions, ...longs] };
+    if (longs.length > 0) img.kinds = [...captions.map((): CaptionKind => 'short'), ...longs.map((): CaptionKind => 'long')];
     const split = recordSplit(file, lineNo, r.split);
     if (split) img.split = split;
     addImage(byId, img, file, lineNo);
@@ -219,7 +240,7 @@ async function sniffJsonl(file: string, text: string): Promise<CaptionFormat> {
   if (i < 0) corrupt(file, null, 'no records');
   const r = parseJsonLine(file, i + 1, lines[i]);
   if ('anchor' in r) return 'pairs';
-  if ('captions' in r || 'caption' in r) return 'captions';
+  if ('captions' in r || 'caption' in r || 'long_caption' in r || 'long_captions' in r) return 'captions';
   if (IIW_FIELDS.some((f) => f in r)) return 'iiw';
   corrupt(file, i + 1, `cannot tell the format: the record has none of "anchor", "captions", ${IIW_FIELDS.map((f) => `"${f}"`).join(', ')} (pass format)`);
 }

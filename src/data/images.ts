@@ -7,6 +7,7 @@ import * as path from 'path';
 import type { Sharp, SharpOptions } from 'sharp';
 import { fail } from '../errors';
 import { loadCaptions } from './captions';
+import type { CaptionKind } from './types';
 import { show } from './files';
 import { hashInts } from './rng';
 import { checkSplit } from './select';
@@ -23,6 +24,11 @@ export interface ImageCaptionItem {
   file: string;
   /** Captions in source order ('classes': the prompt with the class name). */
   captions: string[];
+  /**
+   * Per caption, short or long, where the source distinguishes them (JSONL with
+   * `long_caption(s)`, ImageInWords); trainClip then draws either kind 50/50.
+   */
+  kinds?: CaptionKind[];
   /** Class index into `classes` (the 'classes' format only). */
   label?: number;
 }
@@ -151,6 +157,10 @@ export async function loadImageCaptions(options: LoadImageCaptionsOptions): Prom
     const abs = path.resolve(root, rel);
     const prev = seen.get(abs);
     if (prev) {
+      if (prev.kinds || im.kinds) {
+        const shorts = (c: string[]): CaptionKind[] => c.map(() => 'short');
+        prev.kinds = [...(prev.kinds ?? shorts(prev.captions)), ...(im.kinds ?? shorts(im.captions))];
+      }
       prev.captions.push(...im.captions); // two records of one file (e.g. COCO ids sharing a file_name)
       continue;
     }
@@ -160,6 +170,7 @@ export async function loadImageCaptions(options: LoadImageCaptionsOptions): Prom
       continue;
     }
     const item: ImageCaptionItem = { image: abs, file: rel, captions: [...im.captions] };
+    if (im.kinds && im.kinds.length === im.captions.length) item.kinds = [...im.kinds];
     seen.set(abs, item);
     items.push(item);
   }

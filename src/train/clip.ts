@@ -77,6 +77,17 @@ export interface TrainClipOptions {
   outputDir?: string;
   checkpointEvery?: number;
   resume?: boolean;
+  /**
+   * Where an image has both short and long captions (ImageCaptionItem.kinds), the chance of
+   * drawing a long one for a step (default 0.5, as LLM2CLIP); uniform otherwise.
+   */
+  longCaptionProbability?: number;
+  /**
+   * Layer-wise lr decay of the vision tower (default 1: none): block i of L gets
+   * lr · layerDecay^(L − i), the embeddings (and pre-norm) lr · layerDecay^(L + 1), the
+   * post-norm, the projection, the adapter and the logit scale lr (BEiT / EVA-CLIP).
+   */
+  layerDecay?: number;
   onStep?: (info: ClipStepInfo) => void;
   signal?: AbortSignal;
   progress?: boolean;
@@ -147,6 +158,8 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
   const modelId = encoderFingerprint(encoder);
   const texts: string[] = [];
   const textIndex = new Map<string, number>();
+  // Per image, the indices of its short and its long captions (all short without kinds).
+  const kindOf = (it: ImageCaptionItem, j: number): 'short' | 'long' => (it.kinds && it.kinds.length === it.captions.length ? it.kinds[j] : 'short');
   const capIds = items.map((it) =>
     it.captions.map((c) => {
       let k = textIndex.get(c);
@@ -158,6 +171,10 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
       return k;
     }),
   );
+  const shortIds = capIds.map((ids, i) => ids.filter((_, j) => kindOf(items[i], j) === 'short'));
+  const longIds = capIds.map((ids, i) => ids.filter((_, j) => kindOf(items[i], j) === 'long'));
+  const longP = options.longCaptionProbability ?? 0.5;
+  if (typeof longP !== 'number' || !(longP >= 0 && longP <= 1)) fail('INVALID_ARGUMENT', `trainClip: options.longCaptionProbability must be in [0, 1] (got ${String(longP)})`);
   const feats = await cachedTextFeatures({ encoder, tokenizer, modelId, texts, cacheDir: path.join(outDir, 'cache'), maxLength: 128 });
   const featView = feats.features.toArray() as Float32Array;
   const hidden = feats.features.shape[1];
@@ -190,9 +207,12 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
     ['logit_scale', logitScale],
   ];
   const lr = options.lr ?? 5e-4;
+  const layerDecay = options.layerDecay ?? 1;
+  if (typeof layerDecay !== 'number' || !(layerDecay > 0 && layerDecay <= 1)) fail('INVALID_ARGUMENT', `trainClip: options.layerDecay must be in (0, 1] (got ${String(layerDecay)})`);
   const opt = new AdamW(named, {
     lr, weightDecay: options.weightDecay ?? 0.05, maxGradNorm: options.maxGradNorm ?? 1,
     decay: (n, p) => n !== 'logit_scale' && p.ndim >= 2,
+    lrScale: layerDecay === 1 ? undefined : (n) => layerDecayScale(n, vision.config.numHiddenLayers, layerDecay),
   });
   const stepsPerEpoch = Math.floor(items.length / B);
   const total = Math.max(1, epochs * stepsPerEpoch);
@@ -239,11 +259,11 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
     }
     const batch = order.slice(pos, pos + B);
     pos += B;
-    // One caption per image, drawn at random (short or long alike).
+    // One caption per image: where it has both kinds, a long one with probability
+    // longCaptionProbability (0.5), else a short one; uniform within the kind.
     const textRows = new Float32Array(B * hidden);
     batch.forEach((im, r) => {
-      const ids = capIds[im];
-      const k = ids[rng.below(ids.length)];
+      const k = pickCaption(rng, shortIds[im], longIds[im], longP);
       textRows.set(featView.subarray(k * hidden, (k + 1) * hidden), r * hidden);
     });
     opt.lr = cosineSchedule(step, { lr, warmupSteps: warm, totalSteps: total });
@@ -296,6 +316,28 @@ interface ClipState {
   seedState: string;
 }
 
+
+/**
+ * One caption index for an image with short captions `short` and long ones `long`: where
+ * it has both, a long one with probability pLong, else a short one; uniform within the
+ * kind (uniform over all where only one kind exists).
+ */
+export function pickCaption(rng: Rng, short: readonly number[], long: readonly number[], pLong: number): number {
+  const ids = short.length > 0 && long.length > 0 ? (rng.float() < pLong ? long : short) : short.length > 0 ? short : long;
+  return ids[rng.below(ids.length)];
+}
+
+/**
+ * The lr multiplier of a parameter under layer-wise decay d with L vision blocks:
+ * `vision.vision_model.encoder.layers.i.*` d^(L − i); the embeddings and the pre-norm
+ * d^(L + 1); everything else (post-norm, projection, adapter, logit scale) 1.
+ */
+export function layerDecayScale(name: string, numLayers: number, d: number): number {
+  const m = /^vision\.vision_model\.encoder\.layers\.(\d+)\./.exec(name);
+  if (m) return Math.pow(d, numLayers - Number(m[1]));
+  if (/^vision\.vision_model\.(embeddings|pre_layrnorm)\./.test(name)) return Math.pow(d, numLayers + 1);
+  return 1;
+}
 
 function gatherPixels(pix: Float32Array, per: number, size: number, idx: number[], device: string): Tensor {
   const out = new Float32Array(idx.length * per);
