@@ -62,6 +62,13 @@ function int(v: string | boolean | undefined, name: string): number | undefined 
   return n;
 }
 
+function num(v: string | boolean | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n)) throw new Llm2ClipError('INVALID_ARGUMENT', `--${name} must be a number (got ${String(v)})`);
+  return n;
+}
+
 async function loadSplit(file: string, format: CaptionFormat | undefined, split: CaptionSplit | undefined, fallback: CaptionSplit) {
   const { loadCaptionsSplit } = await import('./data/captions');
   return loadCaptionsSplit(file, { format, split }, fallback);
@@ -156,9 +163,12 @@ const TRAIN_CLIP_HELP = `usage: llm2clip train-clip --images DIR [--captions FIL
   --image-size N           preset image size
   --out DIR                output directory (default ./llm2clip-clip)
   --epochs N --batch-size N --micro-batch N --lr X --seed N --device cpu|cuda
+  --layer-decay X          layer-wise lr decay of the vision tower (default 1: none)
+  --long-prob P            chance of a long caption where an image has both kinds (default 0.5)
   --checkpoint-every N --resume --skip-bad-images --quiet`;
 
-const EVAL_RET_HELP = `usage: llm2clip eval-retrieval --images DIR --captions FILE --model OUTDIR [--format F] [--split test] [--json]`;
+const EVAL_RET_HELP = `usage: llm2clip eval-retrieval --images DIR --captions FILE --model OUTDIR [--format F] [--split test] [--kind short|long] [--json]
+  --kind K                 only the short or only the long captions (JSONL long_caption(s), ImageInWords)`;
 const ZEROSHOT_HELP = `usage: llm2clip zeroshot --images DIR --model OUTDIR [--prompt "a photo of a {class}."] [--holdout] [--json]
   --holdout                evaluate only the 20% of files that train-clip --holdout left out`;
 
@@ -183,6 +193,7 @@ async function trainClipCmd(rest: string[]): Promise<number> {
     images: 'string', captions: 'string', format: 'string', split: 'string', holdout: 'boolean', prompt: 'string', 'text-model': 'string', adapter: 'string',
     vision: 'string', 'vision-init': 'string', 'image-size': 'string', out: 'string', epochs: 'string', 'batch-size': 'string', 'micro-batch': 'string',
     lr: 'string', seed: 'string', device: 'string', 'checkpoint-every': 'string', resume: 'boolean', 'skip-bad-images': 'boolean', quiet: 'boolean',
+    'layer-decay': 'string', 'long-prob': 'string',
   });
   if (f.help) return console.log(TRAIN_CLIP_HELP), 0;
   if (!f.images || !f['text-model']) return console.error(`llm2clip train-clip: --images and --text-model are required\n${TRAIN_CLIP_HELP}`), 2;
@@ -194,7 +205,8 @@ async function trainClipCmd(rest: string[]): Promise<number> {
     items: split('train'), textModel: f['text-model'] as string, textAdapterDir: f.adapter as string | undefined,
     vision: (f.vision as string | undefined) ?? ((f['vision-init'] as 'tiny' | 'small' | undefined) ?? 'tiny'), imageSize: int(f['image-size'], 'image-size'),
     outputDir: f.out as string | undefined, epochs: int(f.epochs, 'epochs'), batchSize: int(f['batch-size'], 'batch-size'), microBatch: int(f['micro-batch'], 'micro-batch'),
-    lr: f.lr !== undefined ? Number(f.lr) : undefined, seed: int(f.seed, 'seed'), device: f.device as string | undefined,
+    lr: num(f.lr, 'lr'), seed: int(f.seed, 'seed'), device: f.device as string | undefined,
+    layerDecay: num(f['layer-decay'], 'layer-decay'), longCaptionProbability: num(f['long-prob'], 'long-prob'),
     checkpointEvery: int(f['checkpoint-every'], 'checkpoint-every'), resume: !!f.resume, progress: !f.quiet, signal: ac.signal,
   });
   console.log(JSON.stringify({ outputDir: r.outputDir, aborted: r.aborted, steps: r.steps, finalLoss: r.losses.at(-1) ?? null, logitScale: r.logitScale, featuresReused: r.featuresReused, skippedImages: set.skipped.length, elapsedMs: r.elapsedMs }));
@@ -202,8 +214,9 @@ async function trainClipCmd(rest: string[]): Promise<number> {
 }
 
 async function evalRetrievalCmd(rest: string[]): Promise<number> {
-  const f = flags(rest, { images: 'string', captions: 'string', format: 'string', split: 'string', model: 'string', holdout: 'boolean', device: 'string', json: 'boolean', 'skip-bad-images': 'boolean' });
+  const f = flags(rest, { images: 'string', captions: 'string', format: 'string', split: 'string', model: 'string', holdout: 'boolean', device: 'string', json: 'boolean', 'skip-bad-images': 'boolean', kind: 'string' });
   if (f.help) return console.log(EVAL_RET_HELP), 0;
+  if (f.kind !== undefined && f.kind !== 'short' && f.kind !== 'long') throw new Llm2ClipError('INVALID_ARGUMENT', `--kind must be short or long (got ${String(f.kind)})`);
   if (!f.images || !f.captions || !f.model) return console.error(`llm2clip eval-retrieval: --images, --captions and --model are required\n${EVAL_RET_HELP}`), 2;
   const { loadClipModel, embedImages, embedTexts } = await import('./eval/clip-eval');
   const { evaluateRetrieval } = await import('./eval/retrieval');
@@ -215,6 +228,14 @@ async function evalRetrievalCmd(rest: string[]): Promise<number> {
     if (!(e instanceof Llm2ClipError) || !/split/.test(e.message) || rest.includes('--split')) throw e;
     f.split = undefined; // a source without split information: all of it
     items = (await imageSet(f)).split('test');
+  }
+  if (f.kind) {
+    // Captions of the kind asked for (untyped captions count as short); images left without one drop out.
+    const kind = f.kind;
+    items = items
+      .map((it) => ({ ...it, captions: it.captions.filter((_, j) => (it.kinds?.[j] ?? 'short') === kind) }))
+      .filter((it) => it.captions.length > 0);
+    if (items.length === 0) throw new Llm2ClipError('INVALID_ARGUMENT', `eval-retrieval: no ${kind} captions in ${String(f.captions)}`);
   }
   const m = await loadClipModel(f.model as string, { device: f.device as string | undefined });
   const texts = items.flatMap((it) => it.captions);

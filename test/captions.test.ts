@@ -148,6 +148,28 @@ describe('JSONL formats', () => {
     await expectReject(loadCaptions(bad2, { format: 'captions' }), 'CORRUPT_FILE', `${bad2}:1: "image" must be`);
   });
 
+  test('captions with long_caption(s): short ones first, then the long, kinds label them; merged records keep kinds aligned', async () => {
+    const f = tmp.write('c/long.jsonl', jsonl([
+      { image: 'i1', caption: 'a cat', long_caption: 'a grey cat asleep on a red sofa by the window' },
+      { image: 'i2', long_captions: ['long one', 'long two'] },
+      { image: 'i1', captions: ['a pet'] },
+      { image: 'i3', captions: ['plain'] },
+    ]));
+    const ds = await loadCaptions(f); // detected as 'captions'
+    expect(ds.format).toBe('captions');
+    expect(ds.images).toEqual([
+      { id: 'i1', captions: ['a cat', 'a grey cat asleep on a red sofa by the window', 'a pet'], kinds: ['short', 'long', 'short'] },
+      { id: 'i2', captions: ['long one', 'long two'], kinds: ['long', 'long'] },
+      { id: 'i3', captions: ['plain'] },
+    ]);
+    const only = tmp.write('c/long-only.jsonl', jsonl([{ image: 'x', long_caption: 'just long' }]));
+    expect((await loadCaptions(only)).images).toEqual([{ id: 'x', captions: ['just long'], kinds: ['long'] }]);
+    const bad = tmp.write('c/long-bad.jsonl', jsonl([{ image: 'x', caption: 'a', long_caption: '' }]));
+    await expectReject(loadCaptions(bad), 'CORRUPT_FILE', `${bad}:1: "long_caption" must be a non-empty string`);
+    const bad2 = tmp.write('c/long-bad2.jsonl', jsonl([{ image: 'x', long_captions: ['ok', 3] }]));
+    await expectReject(loadCaptions(bad2), 'CORRUPT_FILE', `${bad2}:1: long_captions[1] must be a non-empty string`);
+  });
+
   test('ImageInWords: short = first sentence of IIW, then the long texts; kinds label them', async () => {
     const iiw = 'A red car, e.g. a Mini, parks by Mr. Smith\'s 3.5 m wall. The sky is blue. Two birds fly.';
     const f = tmp.write('i/data.jsonl', jsonl([

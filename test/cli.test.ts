@@ -84,5 +84,20 @@ test('train-clip -> eval-retrieval and zeroshot on class folders (tiny models)',
   const ej = JSON.parse(e.out);
   expect(ej.images).toBe(9);
   expect(ej.chance.t2i.r1).toBeCloseTo(1 / 9);
+  // --kind: only the short or only the long captions of a JSONL with long_caption.
+  const jl = path.join(tmp, 'caps.jsonl');
+  fs.writeFileSync(jl, colours.flatMap(([n]) => [0, 1, 2].map((i) => JSON.stringify({ image: `${n}/${i}.png`, caption: `a ${n}.`, long_caption: `a photo of a ${n}, shade ${i}.` }))).join('\n') + '\n');
+  for (const kind of ['short', 'long']) {
+    const k = run('eval-retrieval', '--images', imgs, '--captions', jl, '--model', out, '--kind', kind, '--json');
+    expect(k.code).toBe(0);
+    expect(JSON.parse(k.out)).toMatchObject({ images: 9, captions: 9 });
+  }
+  expect(JSON.parse(run('eval-retrieval', '--images', imgs, '--captions', jl, '--model', out, '--json').out).captions).toBe(18);
+  expect(run('eval-retrieval', '--images', imgs, '--captions', jl, '--model', out, '--kind', 'medium').err).toMatch(/--kind must be short or long/);
+  const ld = run('train-clip', '--images', imgs, '--format', 'classes', '--text-model', text, '--image-size', '16', '--epochs', '1', '--batch-size', '6', '--out', path.join(tmp, 'clip-ld'), '--quiet', '--layer-decay', '0.7', '--long-prob', '0.3');
+  expect(ld.code).toBe(0);
+  const bad = run('train-clip', '--images', imgs, '--format', 'classes', '--text-model', text, '--out', path.join(tmp, 'clip-bad'), '--quiet', '--lr', 'fast');
+  expect(bad.code).toBe(1);
+  expect(bad.err).toMatch(/--lr must be a number/);
   expect(run('train-clip', '--help').out).toMatch(/usage: llm2clip train-clip/);
 }, 180000);

@@ -72,6 +72,11 @@ describe('loadImageCaptions: caption files', () => {
     const j = await loadImageCaptions({ images: imgDir, captions: jl, format: 'jsonl' });
     expect(j.items.map((i) => [i.file, i.captions])).toEqual([['b.jpg', ['jb', 'jb2']], ['a.jpg', ['ja1', 'ja2']]]);
     expect(j.items[0].image).toBe(path.join(imgDir, 'b.jpg'));
+    expect(j.items[0].kinds).toBeUndefined();
+    // Long captions beside the short ones: kinds carried to the items (trainClip draws 50/50).
+    const jl2 = put('small/long.jsonl', jsonl([{ image: 'a.jpg', caption: 'sa', long_caption: 'la' }, { image: 'a.jpg', caption: 'sa2' }, { image: 'c.jpg', caption: 'sc' }]));
+    const j2 = await loadImageCaptions({ images: imgDir, captions: jl2 });
+    expect(j2.items.map((i) => [i.file, i.captions, i.kinds])).toEqual([['a.jpg', ['sa', 'la', 'sa2'], ['short', 'long', 'short']], ['c.jpg', ['sc'], undefined]]);
   });
 
   test('missing images: IO_ERROR listing them, or skipped and counted', async () => {
