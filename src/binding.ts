@@ -38,6 +38,8 @@ export interface Addon {
   cudaCompiled(): boolean;
   cudaDeviceCount(): number;
   cudaDeviceName(index: number): string;
+  /** The whole file memory-mapped (private copy-on-write), unmapped when collected. */
+  mapFile(path: string): ArrayBuffer;
   copy(...args: [...T3, ...T3]): void;
   copyAsync(...args: [...T3, ...T3]): Promise<void>;
   cast(...args: [...T3, ...T3]): void;

@@ -61,8 +61,8 @@ export { loadImageCaptions, splitByFile, validateImages, IMAGE_EXTENSIONS } from
 export type { ImageCaptionFormat, ImageCaptionItem, ImageCaptionSet, SkippedImage, LoadImageCaptionsOptions, SplitByFileOptions, ValidateImagesOptions } from './data/images';
 export { evaluateRetrieval, evaluateZeroShot } from './eval/retrieval';
 export type { EmbeddingRows, RecallAtK, EvaluateRetrievalOptions, RetrievalResult, EvaluateZeroShotOptions, ZeroShotResult } from './eval/retrieval';
-export { cachedTextFeatures, encoderFingerprint } from './train/feature-cache';
-export type { CachedTextFeaturesOptions, CachedTextFeatures, TextFeatureEncoder, EncoderFingerprintOptions } from './train/feature-cache';
+export { cachedTextFeatures, mappedTextFeatures, encoderFingerprint } from './train/feature-cache';
+export type { CachedTextFeaturesOptions, CachedTextFeatures, MappedTextFeatures, TextFeatureEncoder, EncoderFingerprintOptions } from './train/feature-cache';
 export { clipVisionPreset } from './models/clip-presets';
 export type { ClipVisionPresetName, ClipVisionPresetOptions } from './models/clip-presets';
 export { saveClipVisionPretrained, clipVisionConfigToHf, saveTextAdapter, loadTextAdapter } from './models/clip-save';

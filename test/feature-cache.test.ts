@@ -201,3 +201,57 @@ test('an encoder failing mid-way restores its mode, writes nothing and leaks not
   }
   expect(tensorCounts().liveTensors).toBe(before);
 });
+
+test('mappedTextFeatures: memory-mapped rows equal the extracted ones; reused in place; corrupt files rebuilt; writes never reach the file', async () => {
+  const { mappedTextFeatures } = await import('../src/train/feature-cache');
+  const dir = path.join(tmp, 'mapped');
+  const base = { tokenizer: tok, texts, cacheDir: dir, modelId: 'mm', maxLength: 16 };
+  const direct = enc.encode(tok, texts, { maxLength: 16 });
+  const want = direct.toArray() as Float32Array;
+  const s1 = spy();
+  const m1 = await mappedTextFeatures({ ...base, encoder: s1 });
+  expect(m1.reused).toBe(false);
+  expect(s1.calls).toBe(1);
+  expect([m1.count, m1.hidden]).toEqual([11, 24]);
+  expect(Array.from(m1.data)).toEqual(Array.from(want));
+  const s2 = spy();
+  const m2 = await mappedTextFeatures({ ...base, encoder: s2 });
+  expect(m2.reused).toBe(true);
+  expect(s2.calls).toBe(0);
+  expect(m2.file).toBe(m1.file);
+  expect(Array.from(m2.data)).toEqual(Array.from(want));
+  // The same cache serves cachedTextFeatures and mappedTextFeatures alike.
+  const c = await cachedTextFeatures({ ...base, encoder: spy() });
+  expect(c.reused).toBe(true);
+  c.features.dispose();
+  // Private mapping: writing to the array leaves the file (and a fresh mapping) unchanged.
+  const bytes = fs.readFileSync(m2.file);
+  m2.data.fill(123);
+  expect(fs.readFileSync(m2.file).equals(bytes)).toBe(true);
+  const m3 = await mappedTextFeatures({ ...base, encoder: spy() });
+  expect(Array.from(m3.data)).toEqual(Array.from(want));
+  // A flipped data byte fails the checksum: rebuilt, then mapped.
+  const c2 = Buffer.from(bytes);
+  c2[c2.length - 5] ^= 0x20;
+  fs.writeFileSync(m2.file, c2);
+  const s4 = spy();
+  const m4 = await mappedTextFeatures({ ...base, encoder: s4 });
+  expect([m4.reused, s4.calls]).toEqual([false, 1]);
+  expect(Array.from(m4.data)).toEqual(Array.from(want));
+  // Bad options are named as by cachedTextFeatures.
+  await expect(mappedTextFeatures({ ...base, encoder: spy(), texts: [] })).rejects.toThrow(/options\.texts/);
+  direct.dispose();
+});
+
+test('mapFile: the whole file, empty files, typed errors for missing paths and folders', () => {
+  const { native } = require('../src/binding') as typeof import('../src/binding');
+  const f = path.join(tmp, 'map.bin');
+  fs.writeFileSync(f, Buffer.from([1, 2, 3, 250]));
+  expect(Array.from(new Uint8Array(native.mapFile(f)))).toEqual([1, 2, 3, 250]);
+  fs.writeFileSync(f, Buffer.alloc(0));
+  expect(native.mapFile(f).byteLength).toBe(0);
+  expect(() => native.mapFile(path.join(tmp, 'nope.bin'))).toThrow(Llm2ClipError);
+  expect(() => native.mapFile(path.join(tmp, 'nope.bin'))).toThrow(/nope\.bin/);
+  expect(() => native.mapFile(tmp)).toThrow(/not a regular file/);
+  expect(() => (native.mapFile as unknown as (x: number) => void)(3)).toThrow(/path must be a string/);
+});

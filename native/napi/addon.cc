@@ -4,6 +4,15 @@
 
 #include <string>
 
+#ifndef _WIN32
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
+
 namespace l2c_napi {
 
 void throw_error(Napi::Env env, const char *code, const std::string &message) {
@@ -85,6 +94,37 @@ static Napi::Value AbiVersion(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), l2c_abi_version());
 }
 
+// mapFile(path): the whole file memory-mapped as an ArrayBuffer (private, copy-on-write:
+// writes through it never reach the file), unmapped when the buffer is collected. The
+// pages are read from disk as they are touched, so a file larger than RAM can be used.
+static Napi::Value MapFile(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw_error(env, "INVALID_ARGUMENT", "mapFile(path): path must be a string");
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+#ifdef _WIN32
+  throw_error(env, "IO_ERROR", "mapFile: memory mapping is not supported on Windows");
+  return env.Undefined();
+#else
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw_error(env, "IO_ERROR", "mapFile: cannot open " + path + ": " + std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw_error(env, "IO_ERROR", "mapFile: " + path + " is not a regular file");
+  }
+  const size_t len = (size_t)st.st_size;
+  if (len == 0) {
+    ::close(fd);
+    return Napi::ArrayBuffer::New(env, 0);
+  }
+  void *p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  const int err = errno;
+  ::close(fd);  // the mapping keeps the file
+  if (p == MAP_FAILED) throw_error(env, "IO_ERROR", "mapFile: cannot map " + path + ": " + std::strerror(err));
+  return Napi::ArrayBuffer::New(env, p, len, [len](Napi::Env, void *data) { ::munmap(data, len); });
+#endif
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   AddonData *data = new AddonData();
   env.SetInstanceData(data);  // deleted with the environment
@@ -102,6 +142,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount));
   exports.Set("cudaDeviceName", Napi::Function::New(env, CudaDeviceName));
   exports.Set("abiVersion", Napi::Function::New(env, AbiVersion));
+  exports.Set("mapFile", Napi::Function::New(env, MapFile));
   init_ops(env, exports);
   init_attention(env, exports);
   init_lora(env, exports);

@@ -24,7 +24,7 @@ import { loadImages } from '../models/image';
 import { Tokenizer } from '../tokenizer';
 import { Rng, RngState } from '../data/rng';
 import type { ImageCaptionItem } from '../data/images';
-import { cachedTextFeatures, encoderFingerprint } from './feature-cache';
+import { mappedTextFeatures, encoderFingerprint } from './feature-cache';
 import { loadLatestCheckpoint, restoreParams, saveCheckpoint } from './checkpoint';
 import { gradCache } from './gradcache';
 import { Progress } from './progress';
@@ -175,10 +175,10 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
   const longIds = capIds.map((ids, i) => ids.filter((_, j) => kindOf(items[i], j) === 'long'));
   const longP = options.longCaptionProbability ?? 0.5;
   if (typeof longP !== 'number' || !(longP >= 0 && longP <= 1)) fail('INVALID_ARGUMENT', `trainClip: options.longCaptionProbability must be in [0, 1] (got ${String(longP)})`);
-  const feats = await cachedTextFeatures({ encoder, tokenizer, modelId, texts, cacheDir: path.join(outDir, 'cache'), maxLength: 128 });
-  const featView = feats.features.toArray() as Float32Array;
-  const hidden = feats.features.shape[1];
-  feats.features.dispose();
+  // Memory-mapped: rows are paged in as batches touch them, so the feature set need not fit in RAM.
+  const feats = await mappedTextFeatures({ encoder, tokenizer, modelId, texts, cacheDir: path.join(outDir, 'cache'), maxLength: 128 });
+  const featView = feats.data;
+  const hidden = feats.hidden;
   if (typeof options.textModel === 'string') encoder.dispose();
 
   // ---- vision encoder and adapter

@@ -11,7 +11,8 @@ import { Tensor } from '../tensor';
 import { LoRALinear, Module } from '../nn';
 import type { Tokenizer } from '../tokenizer';
 import type { LlamaEncodeOptions, LlamaPooling } from '../models/llama';
-import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../io/safetensors';
+import { loadSafetensors, readSafetensorsHeader, saveSafetensors, SafetensorsHeader } from '../io/safetensors';
+import { native } from '../binding';
 
 /**
  * What {@link cachedTextFeatures} needs of a text encoder (a LlamaEncoder satisfies it):
@@ -121,8 +122,8 @@ async function tryLoad(file: string, meta: Record<string, string>): Promise<Tens
  * with the encoder in eval mode (its training flag is restored afterwards, also on error);
  * each batch is copied into one preallocated CPU float32 tensor [N, hidden], so peak memory
  * is the features plus one batch. Loading reads the file in chunks with loadSafetensors
- * into a fresh CPU tensor (no memory mapping is available), so the whole feature matrix is
- * resident: N × hidden × 4 bytes.
+ * into a fresh CPU tensor, so the whole feature matrix is resident: N × hidden × 4 bytes;
+ * {@link mappedTextFeatures} memory-maps it instead.
  *
  * Throws INVALID_ARGUMENT for bad options (naming the option) and IO_ERROR when cacheDir
  * cannot be created or the file cannot be written.
@@ -245,4 +246,73 @@ export function encoderFingerprint(encoder: Module, options: EncoderFingerprintO
     }
   }
   return h.digest('hex');
+}
+
+/** What {@link mappedTextFeatures} returns. */
+export interface MappedTextFeatures {
+  /**
+   * Row-major float32 [count, hidden] over the memory-mapped cache file (private,
+   * copy-on-write: writing to it never changes the file). Pages are read as they are
+   * touched, so the features need not fit in memory; the mapping lives as long as this array.
+   */
+  data: Float32Array;
+  count: number;
+  hidden: number;
+  /** The cache file. */
+  file: string;
+  /** true: an existing valid cache file; false: extracted (and written) now. */
+  reused: boolean;
+}
+
+/** The features of a valid, matching cache file, memory-mapped; null otherwise. */
+function tryMap(file: string, meta: Record<string, string>, h: SafetensorsHeader): MappedTextFeatures | null {
+  for (const k of ['format', 'key', 'count', 'modelId', 'pooling', 'maxLength'])
+    if (h.metadata[k] !== meta[k]) return null;
+  const e = h.tensors.features;
+  const n = Number(meta.count), hidden = Number(h.metadata.hidden);
+  if (!e || e.dtype !== 'F32' || e.shape.length !== 2 || e.shape[0] !== n || e.shape[1] !== hidden || Object.keys(h.tensors).length !== 1) return null;
+  const [b, end] = e.offsets;
+  if (end - b !== n * hidden * 4) return null;
+  const buf = native.mapFile(file);
+  const at = h.dataStart + b;
+  if (at + n * hidden * 4 > buf.byteLength) return null;
+  const bytes = new Uint8Array(buf, at, n * hidden * 4);
+  if (crypto.createHash('sha256').update(bytes).digest('hex') !== h.metadata.sha256) return null;
+  // Float32Array needs 4-byte alignment: our writer pads the header to 8 bytes; a file
+  // from elsewhere may not be, and is then copied.
+  const data = at % 4 === 0 ? new Float32Array(buf, at, n * hidden) : new Float32Array(bytes.slice().buffer);
+  return { data, count: n, hidden, file, reused: true };
+}
+
+/**
+ * {@link cachedTextFeatures}, with the features memory-mapped from the cache file rather
+ * than read into memory: for feature sets larger than RAM (LLM2CLIP's 15M captions at
+ * 4096 dims are 245 GB). A valid cache is checked (metadata, shape, sha256 over the mapped
+ * bytes) and used in place; otherwise the features are extracted and written as
+ * cachedTextFeatures does, then mapped. Same options and errors.
+ */
+export async function mappedTextFeatures(options: CachedTextFeaturesOptions): Promise<MappedTextFeatures> {
+  const { modelId, texts, cacheDir } = options ?? ({} as CachedTextFeaturesOptions);
+  if (typeof modelId === 'string' && Array.isArray(texts) && texts.length > 0 && typeof cacheDir === 'string' && texts.every((t) => typeof t === 'string')) {
+    const pooling = options.pooling ?? 'mean';
+    const maxLength = options.maxLength ?? DEFAULT_MAX_LENGTH;
+    const key = cacheKey(modelId, pooling, maxLength, texts);
+    const file = path.join(cacheDir, `text-features-${key.slice(0, 16)}.safetensors`);
+    const meta: Record<string, string> = { format: FORMAT, key, count: String(texts.length), modelId, pooling, maxLength: String(maxLength) };
+    if (fs.existsSync(file)) {
+      try {
+        const m = tryMap(file, meta, await readSafetensorsHeader(file));
+        if (m) return m;
+      } catch (e) {
+        if (!(e instanceof Llm2ClipError && (e.code === 'CORRUPT_FILE' || e.code === 'IO_ERROR'))) throw e;
+      }
+    }
+  }
+  // Absent, stale or corrupt (or bad options: cachedTextFeatures names them).
+  const r = await cachedTextFeatures(options);
+  r.features.dispose();
+  const h = await readSafetensorsHeader(r.file);
+  const m = tryMap(r.file, h.metadata, h);
+  if (!m) fail('IO_ERROR', `mappedTextFeatures: the cache file ${r.file} just written does not read back`);
+  return { ...m, reused: false };
 }
