@@ -165,6 +165,7 @@ const TRAIN_CLIP_HELP = `usage: llm2clip train-clip --images DIR [--captions FIL
   --epochs N --batch-size N --micro-batch N --lr X --seed N --device cpu|cuda
   --layer-decay X          layer-wise lr decay of the vision tower (default 1: none)
   --long-prob P            chance of a long caption where an image has both kinds (default 0.5)
+  --no-augment             no random crops / flips (default: crop from 8/7 of the size, flip half the time)
   --checkpoint-every N --resume --skip-bad-images --quiet`;
 
 const EVAL_RET_HELP = `usage: llm2clip eval-retrieval --images DIR --captions FILE --model OUTDIR [--format F] [--split test] [--kind short|long] [--json]
@@ -193,7 +194,7 @@ async function trainClipCmd(rest: string[]): Promise<number> {
     images: 'string', captions: 'string', format: 'string', split: 'string', holdout: 'boolean', prompt: 'string', 'text-model': 'string', adapter: 'string',
     vision: 'string', 'vision-init': 'string', 'image-size': 'string', out: 'string', epochs: 'string', 'batch-size': 'string', 'micro-batch': 'string',
     lr: 'string', seed: 'string', device: 'string', 'checkpoint-every': 'string', resume: 'boolean', 'skip-bad-images': 'boolean', quiet: 'boolean',
-    'layer-decay': 'string', 'long-prob': 'string',
+    'layer-decay': 'string', 'long-prob': 'string', 'no-augment': 'boolean',
   });
   if (f.help) return console.log(TRAIN_CLIP_HELP), 0;
   if (!f.images || !f['text-model']) return console.error(`llm2clip train-clip: --images and --text-model are required\n${TRAIN_CLIP_HELP}`), 2;
@@ -206,7 +207,7 @@ async function trainClipCmd(rest: string[]): Promise<number> {
     vision: (f.vision as string | undefined) ?? ((f['vision-init'] as 'tiny' | 'small' | undefined) ?? 'tiny'), imageSize: int(f['image-size'], 'image-size'),
     outputDir: f.out as string | undefined, epochs: int(f.epochs, 'epochs'), batchSize: int(f['batch-size'], 'batch-size'), microBatch: int(f['micro-batch'], 'micro-batch'),
     lr: num(f.lr, 'lr'), seed: int(f.seed, 'seed'), device: f.device as string | undefined,
-    layerDecay: num(f['layer-decay'], 'layer-decay'), longCaptionProbability: num(f['long-prob'], 'long-prob'),
+    layerDecay: num(f['layer-decay'], 'layer-decay'), longCaptionProbability: num(f['long-prob'], 'long-prob'), augment: !f['no-augment'],
     checkpointEvery: int(f['checkpoint-every'], 'checkpoint-every'), resume: !!f.resume, progress: !f.quiet, signal: ac.signal,
   });
   console.log(JSON.stringify({ outputDir: r.outputDir, aborted: r.aborted, steps: r.steps, finalLoss: r.losses.at(-1) ?? null, logitScale: r.logitScale, featuresReused: r.featuresReused, skippedImages: set.skipped.length, elapsedMs: r.elapsedMs }));

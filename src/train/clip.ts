@@ -83,6 +83,13 @@ export interface TrainClipOptions {
    */
   longCaptionProbability?: number;
   /**
+   * Training augmentation (default true): images are preprocessed at 8/7 of the model's
+   * size (as "resize 256, crop 224") and each step takes a random size×size crop of each,
+   * flipped left-right half the time. false: the centre crop at the model's size, as at
+   * evaluation.
+   */
+  augment?: boolean;
+  /**
    * Layer-wise lr decay of the vision tower (default 1: none): block i of L gets
    * lr · layerDecay^(L − i), the embeddings (and pre-norm) lr · layerDecay^(L + 1), the
    * post-norm, the projection, the adapter and the logit scale lr (BEiT / EVA-CLIP).
@@ -196,10 +203,12 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
 
   // ---- pixels: decoded and preprocessed once (CPU float32), gathered per micro-batch
   const size = vision.config.imageSize;
-  const pixels = await loadImages(items.map((it) => it.image), { size });
-  const pixView = pixels.toArray() as Float32Array;
+  const augment = options.augment ?? true;
+  if (typeof augment !== 'boolean') fail('INVALID_ARGUMENT', `trainClip: options.augment must be a boolean (got ${String(augment)})`);
+  const full = augment ? Math.round((size * 8) / 7) : size;
+  const pixels = await loadImages(items.map((it) => it.image), { size: full });
+  const pix: Pixels = { data: pixels.toArray() as Float32Array, full, size };
   pixels.dispose();
-  const per = 3 * size * size;
 
   const named: [string, Tensor][] = [
     ...vision.namedParameters().map(([n, t]) => [`vision.${n}`, t] as [string, Tensor]),
@@ -267,7 +276,10 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
       textRows.set(featView.subarray(k * hidden, (k + 1) * hidden), r * hidden);
     });
     opt.lr = cosineSchedule(step, { lr, warmupSteps: warm, totalSteps: total });
-    const loss = clipStep(vision, adapter, logitScale, batch, pixView, per, size, textRows, hidden, micro, device);
+    // Per image: crop offset and flip (drawn even without augmentation, so the random
+    // sequence does not depend on it; ignored then).
+    const views = batch.map(() => ({ x: rng.below(full - size + 1), y: rng.below(full - size + 1), flip: rng.float() < 0.5 && augment }));
+    const loss = clipStep(vision, adapter, logitScale, batch, views, pix, textRows, hidden, micro, device);
     const r = opt.step();
     opt.zeroGrad();
     // Clamp the logit scale to [0, ln 100] (CLIP).
@@ -339,9 +351,34 @@ export function layerDecayScale(name: string, numLayers: number, d: number): num
   return 1;
 }
 
-function gatherPixels(pix: Float32Array, per: number, size: number, idx: number[], device: string): Tensor {
-  const out = new Float32Array(idx.length * per);
-  idx.forEach((im, r) => out.set(pix.subarray(im * per, (im + 1) * per), r * per));
+/** Preprocessed training pixels: float32 [N, 3, full, full], cropped to size × size per step. */
+interface Pixels {
+  data: Float32Array;
+  full: number;
+  size: number;
+}
+
+/** A crop of one image: its top-left corner in the full image, and a left-right flip. */
+interface View {
+  x: number;
+  y: number;
+  flip: boolean;
+}
+
+/** The crops `views` of images `idx` as a [n, 3, size, size] batch on `device`. */
+export function gatherPixels(pix: Pixels, idx: readonly number[], views: readonly View[], device: string): Tensor {
+  const { data, full, size } = pix;
+  const out = new Float32Array(idx.length * 3 * size * size);
+  idx.forEach((im, r) => {
+    const v = views[r];
+    for (let c = 0; c < 3; c++)
+      for (let y = 0; y < size; y++) {
+        const src = ((im * 3 + c) * full + y + v.y) * full + v.x;
+        const dst = ((r * 3 + c) * size + y) * size;
+        if (!v.flip) out.set(data.subarray(src, src + size), dst);
+        else for (let x = 0; x < size; x++) out[dst + x] = data[src + size - 1 - x];
+      }
+  });
   return tensor(out, [idx.length, 3, size, size], { device });
 }
 
@@ -352,11 +389,11 @@ function gatherPixels(pix: Float32Array, per: number, size: number, idx: number[
  * graph and its slice of the embedding gradient. Returns the loss.
  */
 function clipStep(
-  vision: ClipVisionEncoder, adapter: TextAdapter, logitScale: Tensor, batch: number[], pix: Float32Array, per: number, size: number,
+  vision: ClipVisionEncoder, adapter: TextAdapter, logitScale: Tensor, batch: number[], views: View[], pix: Pixels,
   textRows: Float32Array, hidden: number, micro: number, device: string,
 ): number {
   const B = batch.length;
-  const images = { n: B, embed: (s: number, e: number) => vision.forward(gatherPixels(pix, per, size, batch.slice(s, e), device)).embeds! };
+  const images = { n: B, embed: (s: number, e: number) => vision.forward(gatherPixels(pix, batch.slice(s, e), views.slice(s, e), device)).embeds! };
   return gradCache([images], micro, ([img]) => {
     const txt = adapter.forward(tensor(textRows, [B, hidden], { device }));
     return F.infoNCE(F.l2Normalize(img), F.l2Normalize(txt), { scale: expScalar(logitScale), symmetric: true });
