@@ -29,11 +29,14 @@ constexpr int64_t kElementwiseGrain = 1 << 15;  // below this a thread costs mor
 // Large blocks are cached after free and handed out again: fresh pages cost a fault
 // (and zeroing) on first touch, which made a 1024^3 matmul into a new output run at
 // 110 instead of 294 GFLOP/s here (256^3: 32 instead of 209, the 256 KiB output was
-// mmap-ed anew each call). Blocks of at least kCacheMin bytes are rounded to a
+// mmap-ed anew each call). Blocks are rounded to a
 // size class, kept up to kCacheCap bytes in all, and reused when a request of the same
 // class comes; huge pages are asked for them (fewer faults when first touched).
 // cpu::empty_cache() (l2c_empty_cache on the CPU) returns them to the system.
-constexpr size_t kCacheMin = (size_t)64 << 10;
+// Small blocks are cached too: freed to malloc, a small block's memory was not reused
+// while the JS handles of dead tensors waited for V8's next full GC (their native
+// bookkeeping pinned the freed holes), and a synchronous loop of create / dispose of a
+// 12 KB tensor grew RSS by ~12 KB per cycle without bound.
 constexpr size_t kHugePage = (size_t)2 << 20;
 
 size_t cache_cap() {
@@ -44,7 +47,7 @@ size_t cache_cap() {
   return cap;
 }
 
-// Size class of a large block: the next multiple of 1/8 of the power of two at or below
+// Size class of a block: the next multiple of 1/8 of the power of two at or below
 // it (at most 12.5% waste), and a multiple of the huge page size from 2 MiB on.
 size_t size_class(size_t bytes) {
   size_t p = 1;
@@ -108,9 +111,9 @@ inline void store_f(void *p, l2c_dtype dt, int64_t i, float v) {
 void *alloc(size_t bytes) {
   if (bytes > (size_t)1 << 48)
     fail(L2C_OUT_OF_MEMORY, "cpu alloc: " + std::to_string(bytes) + " bytes is more than any machine has");
-  size_t capacity = bytes >= kCacheMin ? size_class(bytes) : (bytes + kAlign - 1) / kAlign * kAlign;
+  size_t capacity = size_class(bytes);
   void *base = nullptr;
-  if (bytes >= kCacheMin) {
+  {
     BlockCache &c = block_cache();
     std::lock_guard<std::mutex> g(c.m);
     auto it = c.free_blocks.find(capacity);
@@ -148,7 +151,7 @@ void free(void *ptr) {
   Header h = *static_cast<Header *>(base);
   g_allocated.fetch_sub(h.bytes);
   g_count.fetch_sub(1);
-  if (h.bytes >= kCacheMin) {
+  {
     BlockCache &c = block_cache();
     std::lock_guard<std::mutex> g(c.m);
     if (c.cached_bytes + h.capacity <= cache_cap()) {
