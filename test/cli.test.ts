@@ -1,7 +1,7 @@
 // cli.test.ts: the `llm2clip` command as installed (dist/src/cli.js): help on every
 // command, eval-cra's JSON on a small caption file, cc-finetune end to end on a few
 // captions, and usage errors with exit code 2.
-import { spawnSync } from 'child_process';
+import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -100,4 +100,26 @@ test('train-clip -> eval-retrieval and zeroshot on class folders (tiny models)',
   expect(bad.code).toBe(1);
   expect(bad.err).toMatch(/--lr must be a number/);
   expect(run('train-clip', '--help').out).toMatch(/usage: llm2clip train-clip/);
+
+  // Ctrl-C mid-run: handled at the next step (not the next checkpoint), a checkpoint is
+  // written, exit 130; --resume finishes the run.
+  const intr = path.join(tmp, 'clip-int');
+  const args = [cli, 'train-clip', '--images', imgs, '--format', 'classes', '--text-model', text, '--image-size', '16', '--epochs', '400', '--batch-size', '6', '--out', intr, '--quiet', '--checkpoint-every', '100000'];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = path.join(intr, 'log.jsonl');
+  const lines = () => (fs.existsSync(log) ? fs.readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).length : 0);
+  for (let i = 0; i < 600 && lines() < 3; i++) await new Promise((r) => setTimeout(r, 100));
+  expect(lines()).toBeGreaterThanOrEqual(3);
+  const sent = Date.now();
+  child.kill('SIGINT');
+  const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  expect(code).toBe(130);
+  expect(Date.now() - sent).toBeLessThan(15000);
+  const at = lines();
+  expect(at).toBeLessThan(1200);
+  expect(fs.existsSync(path.join(intr, 'checkpoints', 'LATEST'))).toBe(true);
+  // Resumed with a shorter schedule (2 epochs = 6 steps) it continues from the checkpoint.
+  const resumed = run(...args.slice(1).map((a) => (a === '400' ? '2' : a)), '--resume');
+  expect(resumed.code).toBe(0);
+  expect(JSON.parse(resumed.out).steps).toBe(Math.max(6, at));
 }, 180000);

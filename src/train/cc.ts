@@ -19,7 +19,7 @@ import { loadCaptionsSplit } from '../data/captions';
 import type { CaptionDataset, CaptionFormat, CaptionSplit } from '../data/types';
 import { PairSampler, PairSamplerState } from '../data/pairs';
 import { Rng, RngState } from '../data/rng';
-import { loadLatestCheckpoint, restoreParams, saveCheckpoint } from './checkpoint';
+import { loadLatestCheckpoint, nextTurn, restoreParams, saveCheckpoint } from './checkpoint';
 import { gradCache } from './gradcache';
 import { Progress } from './progress';
 
@@ -271,6 +271,7 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
       });
     };
     while (step < mntpSteps) {
+      await nextTurn();
       if (options.signal?.aborted) { aborted = true; await save(); break; }
       const ts = Date.now();
       if (!order || pos >= order.length) {
@@ -350,6 +351,7 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
     const instLen = instruction ? tokenizer.encode(instruction.trim() + ' ', { addSpecialTokens: false }).length : 0;
     progress.start('simcse', steps, step);
     while (step < steps) {
+      await nextTurn();
       if (options.signal?.aborted) { aborted = true; await save(); break; }
       const ts = Date.now();
       const pairs = sampler.nextBatch(B);

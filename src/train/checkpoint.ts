@@ -80,3 +80,12 @@ export function restoreParams(named: [string, Tensor][], saved: Record<string, T
     copyInto(p, s);
   }
 }
+
+/**
+ * Lets the event loop turn once (setImmediate): training loops await it every step, so
+ * a SIGINT handler (the CLI's Ctrl-C -> AbortSignal) runs at once rather than at the next
+ * checkpoint, and Node runs the finalisers of dead JS handles, which it defers to the loop.
+ */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}

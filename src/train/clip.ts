@@ -25,7 +25,7 @@ import { Tokenizer } from '../tokenizer';
 import { Rng, RngState } from '../data/rng';
 import type { ImageCaptionItem } from '../data/images';
 import { mappedTextFeatures, encoderFingerprint } from './feature-cache';
-import { loadLatestCheckpoint, restoreParams, saveCheckpoint } from './checkpoint';
+import { loadLatestCheckpoint, nextTurn, restoreParams, saveCheckpoint } from './checkpoint';
 import { gradCache } from './gradcache';
 import { Progress } from './progress';
 
@@ -256,6 +256,7 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
   progress.start('clip', total, step);
   let aborted = false;
   while (step < total) {
+    await nextTurn();
     if (options.signal?.aborted) {
       aborted = true;
       await save();
