@@ -4,7 +4,7 @@
 import { fail } from './errors';
 import { noGrad } from './autograd';
 import { zeros } from './creation';
-import { keep } from './scope';
+import { keep, tidy } from './scope';
 import { Tensor, shapeStr } from './tensor';
 import * as ops from './ops';
 import { copyInto } from './nn';
@@ -91,7 +91,7 @@ export class AdamW {
         name, p, decay: decay(name, p), lrScale: scale,
         m: keep(zeros(p.shape, dev)),
         v: keep(zeros(p.shape, dev)),
-        master: p.dtype === 'float32' ? null : keep(noGrad(() => p.detach().cast('float32'))),
+        master: p.dtype === 'float32' ? null : keep(noGrad(() => tidy(() => p.detach().cast('float32')))),
       };
     });
   }

@@ -7,7 +7,7 @@ import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
 import { spawnSync } from 'child_process';
-import { ccFinetune, trainClip, memoryStats, CaptionDataset } from '../src';
+import type { CaptionDataset } from '../src';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'l2c-memtrain-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -22,39 +22,68 @@ function captions(): CaptionDataset {
   return { format: 'captions', source: 'generated', images };
 }
 
-const snapshot = () => {
-  const m = memoryStats();
-  return { live: m.liveTensors, bytes: m.cpu.allocatedBytes, collected: m.collectedUndisposed };
-};
 
-test('ccFinetune then trainClip: tensors and native bytes back to baseline, none left to the GC', async () => {
-  const base = snapshot();
-  const cc = await ccFinetune({
-    data: captions(), model: 'tiny', presetSizes: { hiddenSize: 32, intermediateSize: 48, numHiddenLayers: 1, numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 300 },
-    mntpSteps: 3, mntpBatchSize: 12, steps: 3, batchSize: 12, chunkSize: 5, outputDir: path.join(tmp, 'cc'), progress: false, checkpointEvery: 2, seed: 3, maxLength: 24,
-  });
+test('ccFinetune then trainClip (float32 and bfloat16): tensors and native bytes back to baseline, none left to the GC', async () => {
+  // In a child Node with --expose-gc (the compiled package): after each run and a full GC,
+  // no tensor may have been reclaimed by the garbage collector (every intermediate is
+  // disposed explicitly), and disposing the returned modules returns the live count and
+  // the native bytes to where they started. (AdamW's bfloat16 masters once leaked a
+  // detached view per parameter: 82 tensors for a tiny trainClip.)
   const dir = path.join(tmp, 'img');
-  fs.mkdirSync(dir);
+  fs.mkdirSync(dir, { recursive: true });
   const items = [];
   for (let i = 0; i < 12; i++) {
     const f = path.join(dir, `${i}.png`);
     await sharp({ create: { width: 20, height: 20, channels: 3, background: { r: i * 20, g: 255 - i * 20, b: 90 } } }).png().toFile(f);
     items.push({ image: f, file: `${i}.png`, captions: [`colour ${i}`] });
   }
-  const clip = await trainClip({
-    items, textModel: cc.encoder, tokenizer: cc.tokenizer, vision: 'tiny', imageSize: 16, embedDim: 16, adapterBlocks: 1, batchSize: 6, microBatch: 4, epochs: 2,
-    outputDir: path.join(tmp, 'clip'), progress: false, checkpointEvery: 1, seed: 1,
-  });
-  expect(clip.steps).toBe(4);
-  cc.encoder.dispose();
-  clip.vision.dispose();
-  clip.adapter.dispose();
-  const after = snapshot();
-  expect(after.live).toBe(base.live);
-  expect(after.bytes).toBe(base.bytes);
-  // Every intermediate was disposed explicitly (none reached a finaliser; GC not forced).
-  expect(after.collected).toBe(base.collected);
+  const script = `
+    const l = require(${JSON.stringify(path.join(__dirname, '..', 'dist', 'src'))});
+    const path = require('path');
+    const tmp = ${JSON.stringify(tmp)};
+    const ds = ${JSON.stringify(captions())};
+    const items = ${JSON.stringify(items)};
+    const settle = () => new Promise((r) => { global.gc(); setImmediate(() => { global.gc(); setImmediate(r); }); });
+    const snap = () => { const m = l.memoryStats(); return { live: m.liveTensors, bytes: m.cpu.allocatedBytes, collected: m.collectedUndisposed }; };
+    (async () => {
+      await settle();
+      const base = snap();
+      const out = { base, runs: [] };
+      for (const dtype of ['float32', 'bfloat16']) {
+        const cc = await l.ccFinetune({
+          data: ds, model: 'tiny', dtype, presetSizes: { hiddenSize: 32, intermediateSize: 48, numHiddenLayers: 1, numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 300 },
+          mntpSteps: 3, mntpBatchSize: 12, steps: 3, batchSize: 12, chunkSize: 5, outputDir: path.join(tmp, 'cc-' + dtype), progress: false, checkpointEvery: 2, seed: 3, maxLength: 24,
+        });
+        const clip = await l.trainClip({
+          items, textModel: cc.encoder, tokenizer: cc.tokenizer, vision: 'tiny', imageSize: 16, embedDim: 16, adapterBlocks: 1, batchSize: 6, microBatch: 4, epochs: 2,
+          outputDir: path.join(tmp, 'clip-' + dtype), progress: false, checkpointEvery: 1, seed: 1, dtype,
+        });
+        await settle();
+        const during = snap();
+        cc.encoder.dispose();
+        clip.vision.dispose();
+        clip.adapter.dispose();
+        await settle();
+        out.runs.push({ dtype, steps: clip.steps, during, after: snap() });
+      }
+      console.log(JSON.stringify(out));
+    })();`;
+  const r = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', timeout: 120000 });
+  expect(r.stderr).toBe('');
+  const out = JSON.parse(r.stdout) as { base: Snap; runs: { dtype: string; steps: number; during: Snap; after: Snap }[] };
+  expect(out.runs.map((x) => x.dtype)).toEqual(['float32', 'bfloat16']);
+  for (const run of out.runs) {
+    expect(run.steps).toBe(4);
+    expect(run.during.collected).toBe(out.base.collected);
+    expect(run.after).toEqual(out.base);
+  }
 }, 120000);
+
+interface Snap {
+  live: number;
+  bytes: number;
+  collected: number;
+}
 
 test('10,000 op cycles (randn, matmul, softmax, dispose) hold RSS flat', () => {
   // In a child Node with --expose-gc (the compiled package, dist/). Each cycle allocates

@@ -22,6 +22,7 @@ const sharp = require(require.resolve('sharp', { paths: [root] }));
 const GPU = process.env.L2C_SMOKE_DEVICE || 'cuda';
 let failures = 0;
 function report(obj) {
+  obj.collectedUndisposed = l2c.memoryStats().collectedUndisposed;
   console.log(JSON.stringify(obj));
   if (obj.ok === false) failures++;
 }
@@ -112,6 +113,27 @@ async function main() {
   const clBf = await clip(GPU, 'bfloat16', 'clip-bf16', { epochs: 30 });
   const ok2 = clBf.losses.every(Number.isFinite) && mean(clBf.losses.slice(-5)) < mean(clBf.losses.slice(0, 5)) - 0.3;
   report({ check: 'trainClip bfloat16 cuda 60 steps', first5: mean(clBf.losses.slice(0, 5)), last5: mean(clBf.losses.slice(-5)), ms: Date.now() - t0, ok: ok2 });
+  // 4. Out of memory on the GPU: a catchable typed error, after which smaller work runs.
+  if (GPU !== 'cpu') {
+    let code = null;
+    try {
+      const huge = l2c.zeros([2 ** 20, 2 ** 18], { device: GPU }); // 1 TiB of float32
+      huge.dispose();
+    } catch (e) {
+      code = e && e.code;
+    }
+    let after = false;
+    try {
+      const a = l2c.randn([1024, 1024], { device: GPU });
+      const y = l2c.ops.matmul(a, a);
+      after = Number.isFinite(y.to('cpu').toArray()[0]);
+      a.dispose();
+      y.dispose();
+    } catch (e) {
+      after = String(e);
+    }
+    report({ check: 'out of memory is a typed error, then smaller work runs', code, after, ok: code === 'OUT_OF_MEMORY' && after === true });
+  }
   const m = l2c.memoryStats();
   report({ check: 'memory after', stats: m });
   fs.rmSync(tmp, { recursive: true, force: true });
