@@ -11,6 +11,7 @@ import * as path from 'path';
 import { DType, checkDType, dtypeSize, isFloat, parseDevice } from '../dtype';
 import { Llm2ClipError, fail } from '../errors';
 import { Tensor, shapeSize, shapeStr } from '../tensor';
+import { beforeWrite } from './fault';
 
 /** Largest header accepted (bytes): real headers are kilobytes; a bigger N means a corrupt file. */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
@@ -439,6 +440,7 @@ export async function saveSafetensors(file: string, tensors: Record<string, Tens
     const write = async (buf: ArrayBufferLike, start: number, bytes: number): Promise<void> => {
       for (let off = 0; off < bytes; ) {
         const chunk = new Uint8Array(buf, start + off, Math.min(chunkBytes, bytes - off));
+        beforeWrite(file, chunk.length);
         const { bytesWritten } = await fh.write(chunk, 0, chunk.length, pos);
         if (bytesWritten <= 0) throw new Error(`no bytes written at offset ${pos}`);
         off += bytesWritten;
@@ -461,7 +463,7 @@ export async function saveSafetensors(file: string, tensors: Record<string, Tens
     ok = true;
   } catch (e) {
     if (e instanceof Llm2ClipError) throw e;
-    throw ioError(tmp, 'cannot write', e);
+    throw ioError(file, 'cannot write', e);
   } finally {
     await fh.close().catch(() => undefined);
     if (!ok) await fs.promises.unlink(tmp).catch(() => undefined);
