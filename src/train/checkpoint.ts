@@ -234,3 +234,8 @@ export function restoreParams(named: [string, Tensor][], saved: Record<string, T
     copyInto(p, s);
   }
 }
+
+/** Frees a loaded checkpoint's tensors (safe to call twice, and on null). */
+export function disposeCheckpoint(ck: CheckpointData | null): void {
+  if (ck) for (const g of Object.values(ck.tensors)) for (const t of Object.values(g)) t.dispose();
+}

@@ -25,9 +25,10 @@ import { Tokenizer } from '../tokenizer';
 import { Rng, RngState } from '../data/rng';
 import type { ImageCaptionItem } from '../data/images';
 import { cachedTextFeatures, encoderFingerprint } from './feature-cache';
-import { loadLatestCheckpoint, restoreParams, saveCheckpoint } from './checkpoint';
+import { disposeCheckpoint, loadLatestCheckpoint, restoreParams, saveCheckpoint } from './checkpoint';
+import { NanPolicy, checkNanPolicy, lossesFromJson, nonFiniteError, stepFault } from './nan';
 import { gradCache } from './gradcache';
-import { Progress } from './progress';
+import { Progress, trimLog } from './progress';
 
 /** One step's report (onStep, log.jsonl). */
 export interface ClipStepInfo {
@@ -41,6 +42,8 @@ export interface ClipStepInfo {
   /** Images per second over this step. */
   throughput: number;
   elapsedMs: number;
+  /** True when the step was skipped (non-finite loss or gradient norm, nanPolicy 'skip'): nothing was updated. */
+  skipped?: boolean;
 }
 
 /** Options of {@link trainClip}. */
@@ -80,6 +83,13 @@ export interface TrainClipOptions {
   onStep?: (info: ClipStepInfo) => void;
   signal?: AbortSignal;
   progress?: boolean;
+  /**
+   * A NaN / Infinity loss or gradient norm: 'stop' (default) throws Llm2ClipError
+   * NON_FINITE and writes nothing (the last good checkpoint stays; resume: true continues
+   * from it); 'skip' leaves parameters, logit scale and optimizer state as they were,
+   * counts the step in skippedSteps and logs it with skipped: true (its loss is NaN in losses).
+   */
+  nanPolicy?: NanPolicy;
 }
 
 /** What {@link trainClip} returns. */
@@ -90,6 +100,8 @@ export interface TrainClipResult {
   logitScale: number;
   losses: number[];
   steps: number;
+  /** Steps skipped for a non-finite loss or gradient norm (nanPolicy 'skip'). */
+  skippedSteps: number;
   aborted: boolean;
   outputDir: string;
   /** Whether the caption features came from the cache. */
@@ -128,6 +140,7 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
   const epochs = options.epochs ?? 10;
   for (const [k, v] of [['batchSize', B], ['microBatch', micro], ['epochs', epochs], ['embedDim', embedDim]] as const)
     if (!Number.isSafeInteger(v) || v < 1) fail('INVALID_ARGUMENT', `trainClip: options.${k} must be a positive integer (got ${String(v)})`);
+  const nanPolicy = checkNanPolicy(options.nanPolicy, 'trainClip');
   fs.mkdirSync(outDir, { recursive: true });
   manualSeed(seed);
 
@@ -204,6 +217,7 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
   let order: number[] = [];
   let pos = 0;
   const losses: number[] = [];
+  let skippedSteps = 0;
   const ck = options.resume ? await loadLatestCheckpoint(ckDir, ['params', 'optim']) : null;
   if (ck) {
     const st = ck.state as unknown as ClipState;
@@ -211,14 +225,17 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
     rng = Rng.fromState(st.rng);
     order = st.order;
     pos = st.pos;
-    losses.push(...st.losses);
+    losses.push(...lossesFromJson(st.losses));
+    skippedSteps = st.skippedSteps ?? 0;
     restoreParams(named, ck.tensors.params, 'trainClip resume');
     opt.loadStateDict({ step: st.optimStep, tensors: ck.tensors.optim ?? {} });
     setSeedState(BigInt(st.seedState));
+    disposeCheckpoint(ck);
+    trimLog(path.join(outDir, 'log.jsonl'), st.losses.length);
   } else fs.writeFileSync(path.join(outDir, 'log.jsonl'), '');
   const save = async (): Promise<void> => {
     await saveCheckpoint(ckDir, `step-${String(step).padStart(7, '0')}`, {
-      state: { step, optimStep: opt.stepCount, rng: rng.state(), order, pos, losses, seedState: getSeedState().toString() } satisfies ClipState as unknown as Record<string, unknown>,
+      state: { step, optimStep: opt.stepCount, rng: rng.state(), order, pos, losses, skippedSteps, seedState: getSeedState().toString() } satisfies ClipState as unknown as Record<string, unknown>,
       tensors: { params: Object.fromEntries(named), optim: opt.stateDict().tensors },
     });
   };
@@ -247,9 +264,19 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
       textRows.set(featView.subarray(k * hidden, (k + 1) * hidden), r * hidden);
     });
     opt.lr = cosineSchedule(step, { lr, warmupSteps: warm, totalSteps: total });
-    const loss = clipStep(vision, adapter, logitScale, batch, pixView, per, size, textRows, hidden, micro, device);
-    const r = opt.step();
+    const loss = stepFault({ stage: 'clip', step: step + 1, params: named, optimizer: opt, loss: clipStep(vision, adapter, logitScale, batch, pixView, per, size, textRows, hidden, micro, device) });
+    // A non-finite loss: no optimizer step at all; a non-finite gradient norm: the optimizer skipped it.
+    const r = Number.isFinite(loss) ? opt.step() : { gradNorm: NaN, skipped: true, step: opt.stepCount };
     opt.zeroGrad();
+    if (r.skipped) {
+      if (nanPolicy === 'stop') {
+        progress.stop();
+        opt.dispose();
+        logitScale.dispose();
+        throw nonFiniteError('trainClip', `step ${step + 1}`, loss, r.gradNorm, ckDir);
+      }
+      skippedSteps++;
+    }
     // Clamp the logit scale to [0, ln 100] (CLIP).
     noGrad(() => {
       const ls = logitScale.item();
@@ -260,7 +287,7 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
     losses.push(loss);
     const info: ClipStepInfo = {
       step, totalSteps: total, epoch: Math.floor((step - 1) / Math.max(1, stepsPerEpoch)), loss, lr: opt.lr, logitScale: Math.exp(noGrad(() => logitScale.item())),
-      gradNorm: r.gradNorm, throughput: (B * 1000) / Math.max(1, Date.now() - ts), elapsedMs: Date.now() - t0,
+      gradNorm: r.gradNorm, throughput: (B * 1000) / Math.max(1, Date.now() - ts), elapsedMs: Date.now() - t0, ...(r.skipped ? { skipped: true } : {}),
     };
     fs.appendFileSync(path.join(outDir, 'log.jsonl'), JSON.stringify(info) + '\n');
     options.onStep?.(info);
@@ -277,13 +304,13 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
       path.join(outDir, 'clip_config.json'),
       JSON.stringify({ textModel: typeof options.textModel === 'string' ? path.resolve(options.textModel) : null, textAdapterDir: options.textAdapterDir ? path.resolve(options.textAdapterDir) : null, embedDim, logitScale: scaleNow }, null, 1),
     );
-    fs.writeFileSync(path.join(outDir, 'metrics.json'), JSON.stringify({ steps: step, finalLoss: losses.at(-1) ?? null, logitScale: scaleNow, elapsedMs: Date.now() - t0 }, null, 1));
+    fs.writeFileSync(path.join(outDir, 'metrics.json'), JSON.stringify({ steps: step, finalLoss: losses.at(-1) ?? null, logitScale: scaleNow, skippedSteps, elapsedMs: Date.now() - t0 }, null, 1));
   }
   opt.dispose();
   vision.eval();
   adapter.eval();
   logitScale.dispose();
-  return { vision, adapter, logitScale: scaleNow, losses, steps: losses.length, aborted, outputDir: outDir, featuresReused: feats.reused, elapsedMs: Date.now() - t0 };
+  return { vision, adapter, logitScale: scaleNow, losses, steps: losses.length, skippedSteps, aborted, outputDir: outDir, featuresReused: feats.reused, elapsedMs: Date.now() - t0 };
 }
 
 interface ClipState {
@@ -293,6 +320,7 @@ interface ClipState {
   order: number[];
   pos: number;
   losses: number[];
+  skippedSteps?: number;
   seedState: string;
 }
 
