@@ -23,6 +23,7 @@ import { disposeCheckpoint, loadLatestCheckpoint, restoreParams, saveCheckpoint 
 import { NanPolicy, checkNanPolicy, lossesFromJson, nonFiniteError, stepFault } from './nan';
 import { gradCache } from './gradcache';
 import { Progress, trimLog } from './progress';
+import { ensureDir, writeText } from './files';
 
 /** The LLM2CLIP / LLM2Vec default query instruction (attended, not pooled). */
 export const DEFAULT_CC_INSTRUCTION = 'Given a caption, retrieve a caption of the same image: ';
@@ -197,7 +198,7 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
   const hardNeg = options.hardNegatives ?? !isPreset;
   const every = options.checkpointEvery ?? 100;
   const nanPolicy = checkNanPolicy(options.nanPolicy, 'ccFinetune');
-  fs.mkdirSync(outDir, { recursive: true });
+  ensureDir(outDir, 'ccFinetune: options.outputDir');
 
   // ---- data
   const dataset = typeof options.data === 'string'
@@ -244,10 +245,10 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
 
   const progress = new Progress(options.progress !== false);
   const logFile = path.join(outDir, 'log.jsonl');
-  if (!ck) fs.writeFileSync(logFile, '');
+  if (!ck) writeText(logFile, '', 'ccFinetune');
   else trimLog(logFile, ckState!.mntpLosses.length + ckState!.losses.length);
   const log = (info: CcStepInfo) => {
-    fs.appendFileSync(logFile, JSON.stringify(info) + '\n');
+    writeText(logFile, JSON.stringify(info) + '\n', 'ccFinetune', true);
     options.onStep?.(info);
     progress.update(info);
   };
@@ -409,9 +410,10 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
   const adapterDir = path.join(outDir, 'adapter');
   if (!aborted) {
     await encoder.saveLora(adapterDir, { baseModelNameOrPath: wroteBase ? baseDir : typeof modelOpt === 'string' && !preset ? modelOpt : null });
-    fs.writeFileSync(
+    writeText(
       path.join(outDir, 'metrics.json'),
       JSON.stringify({ mntpSteps: mntpLosses.length, steps: losses.length, finalMntpLoss: mntpLosses.at(-1) ?? null, finalLoss: losses.at(-1) ?? null, skippedSteps, elapsedMs: Date.now() - t0 }, null, 1),
+      'ccFinetune',
     );
   }
   disposeCheckpoint(ck);

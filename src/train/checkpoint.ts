@@ -127,6 +127,7 @@ export async function saveCheckpoint(dir: string, name: string, data: Checkpoint
   const tmp = path.join(dir, `.${name}.tmp-${process.pid}`);
   const aside = path.join(dir, `.${name}.old-${process.pid}`);
   let movedAside = false;
+  let renamedIn = false;
   try {
     fs.rmSync(tmp, { recursive: true, force: true });
     fs.mkdirSync(tmp);
@@ -139,6 +140,7 @@ export async function saveCheckpoint(dir: string, name: string, data: Checkpoint
       movedAside = true;
     }
     fs.renameSync(tmp, final);
+    renamedIn = true;
     syncDir(dir);
     const latestTmp = path.join(dir, `LATEST.tmp-${process.pid}`);
     try {
@@ -151,6 +153,12 @@ export async function saveCheckpoint(dir: string, name: string, data: Checkpoint
     syncDir(dir);
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
+    // LATEST could not be replaced: take the new checkpoint back out, so the folder is as it was.
+    if (renamedIn) {
+      const del = path.join(dir, `.${name}.del-${process.pid}`);
+      fs.renameSync(final, del);
+      fs.rmSync(del, { recursive: true, force: true });
+    }
     if (movedAside && !fs.existsSync(final)) fs.renameSync(aside, final);
     if (e instanceof Llm2ClipError) throw new Llm2ClipError(e.code, `checkpoint ${final}: ${e.message}`);
     const file = (e as { path?: string }).path;

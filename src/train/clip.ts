@@ -29,6 +29,7 @@ import { disposeCheckpoint, loadLatestCheckpoint, restoreParams, saveCheckpoint 
 import { NanPolicy, checkNanPolicy, lossesFromJson, nonFiniteError, stepFault } from './nan';
 import { gradCache } from './gradcache';
 import { Progress, trimLog } from './progress';
+import { ensureDir, writeText } from './files';
 
 /** One step's report (onStep, log.jsonl). */
 export interface ClipStepInfo {
@@ -141,7 +142,7 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
   for (const [k, v] of [['batchSize', B], ['microBatch', micro], ['epochs', epochs], ['embedDim', embedDim]] as const)
     if (!Number.isSafeInteger(v) || v < 1) fail('INVALID_ARGUMENT', `trainClip: options.${k} must be a positive integer (got ${String(v)})`);
   const nanPolicy = checkNanPolicy(options.nanPolicy, 'trainClip');
-  fs.mkdirSync(outDir, { recursive: true });
+  ensureDir(outDir, 'trainClip: options.outputDir');
   manualSeed(seed);
 
   // ---- text features (frozen encoder, cached)
@@ -232,7 +233,7 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
     setSeedState(BigInt(st.seedState));
     disposeCheckpoint(ck);
     trimLog(path.join(outDir, 'log.jsonl'), st.losses.length);
-  } else fs.writeFileSync(path.join(outDir, 'log.jsonl'), '');
+  } else writeText(path.join(outDir, 'log.jsonl'), '', 'trainClip');
   const save = async (): Promise<void> => {
     await saveCheckpoint(ckDir, `step-${String(step).padStart(7, '0')}`, {
       state: { step, optimStep: opt.stepCount, rng: rng.state(), order, pos, losses, skippedSteps, seedState: getSeedState().toString() } satisfies ClipState as unknown as Record<string, unknown>,
@@ -289,7 +290,7 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
       step, totalSteps: total, epoch: Math.floor((step - 1) / Math.max(1, stepsPerEpoch)), loss, lr: opt.lr, logitScale: Math.exp(noGrad(() => logitScale.item())),
       gradNorm: r.gradNorm, throughput: (B * 1000) / Math.max(1, Date.now() - ts), elapsedMs: Date.now() - t0, ...(r.skipped ? { skipped: true } : {}),
     };
-    fs.appendFileSync(path.join(outDir, 'log.jsonl'), JSON.stringify(info) + '\n');
+    writeText(path.join(outDir, 'log.jsonl'), JSON.stringify(info) + '\n', 'trainClip', true);
     options.onStep?.(info);
     progress.update({ stage: 'clip', step, totalSteps: total, loss, lr: opt.lr, throughput: info.throughput });
     if ((options.checkpointEvery ?? 100) > 0 && step % (options.checkpointEvery ?? 100) === 0 && step < total) await save();
@@ -300,11 +301,12 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
     await save();
     await saveClipVisionPretrained(vision, path.join(outDir, 'vision'));
     await saveTextAdapter(adapter, path.join(outDir, 'text_adapter'));
-    fs.writeFileSync(
+    writeText(
       path.join(outDir, 'clip_config.json'),
       JSON.stringify({ textModel: typeof options.textModel === 'string' ? path.resolve(options.textModel) : null, textAdapterDir: options.textAdapterDir ? path.resolve(options.textAdapterDir) : null, embedDim, logitScale: scaleNow }, null, 1),
+      'trainClip',
     );
-    fs.writeFileSync(path.join(outDir, 'metrics.json'), JSON.stringify({ steps: step, finalLoss: losses.at(-1) ?? null, logitScale: scaleNow, skippedSteps, elapsedMs: Date.now() - t0 }, null, 1));
+    writeText(path.join(outDir, 'metrics.json'), JSON.stringify({ steps: step, finalLoss: losses.at(-1) ?? null, logitScale: scaleNow, skippedSteps, elapsedMs: Date.now() - t0 }, null, 1), 'trainClip');
   }
   opt.dispose();
   vision.eval();

@@ -2,6 +2,7 @@
 // ETA), one JSON object per step on stderr otherwise.
 import * as fs from 'fs';
 import { SingleBar, Presets } from 'cli-progress';
+import { asIoError } from './files';
 
 /** Fields a progress update shows. */
 export interface ProgressInfo {
@@ -53,6 +54,11 @@ export function trimLog(file: string, lines: number): void {
   }
   const kept = text.split('\n').filter((l) => l.trim().length > 0).slice(0, lines);
   const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, kept.map((l) => l + '\n').join(''));
-  fs.renameSync(tmp, file);
+  try {
+    fs.writeFileSync(tmp, kept.map((l) => l + '\n').join(''));
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw asIoError(e, 'resume', file);
+  }
 }
