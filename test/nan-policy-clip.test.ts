@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
-import { trainClip, TrainClipOptions, LlamaEncoder, trainBpeTokenizer, tinyLlamaConfig, ClipVisionEncoder } from '../src';
+import { trainClip, TrainClipOptions, LlamaEncoder, trainBpeTokenizer, tinyLlamaConfig, ClipVisionEncoder, memoryStats } from '../src';
 import type { ImageCaptionItem } from '../src/data/images';
 import { setStepFaultHook, StepFault } from '../src/train/nan';
 import { expectCodeAsync } from './helpers';
@@ -44,7 +44,10 @@ test("'stop': a NaN loss at step 5 throws NON_FINITE naming the step-4 checkpoin
   expect(full.skippedSteps).toBe(0);
   const out = path.join(tmp, 'stop');
   setStepFaultHook((f) => (f.step === 5 ? NaN : undefined));
-  await expectCodeAsync(trainClip(opts(out)), 'NON_FINITE', /trainClip: the loss is NaN at step 5/, /step-0000004/);
+  const o = opts(out);
+  const live = memoryStats().liveTensors;
+  await expectCodeAsync(trainClip(o), 'NON_FINITE', /trainClip: the loss is NaN at step 5/, /step-0000004/);
+  expect(memoryStats().liveTensors).toBe(live); // adapter, logit scale, optimizer freed; the caller's vision encoder kept
   expect(fs.readFileSync(path.join(out, 'checkpoints', 'LATEST'), 'utf8').trim()).toBe('step-0000004');
   expect(fs.existsSync(path.join(out, 'vision'))).toBe(false);
   setStepFaultHook(null);

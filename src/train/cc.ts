@@ -263,6 +263,7 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
       progress.stop();
       cleanup();
       disposeCheckpoint(ck);
+      if (!(modelOpt instanceof LlamaEncoder)) encoder.dispose(); // ours (a preset or loaded here); a caller's model stays theirs
       throw nonFiniteError('ccFinetune', where, loss, r.gradNorm, ckDir);
     }
     skippedSteps++;

@@ -274,6 +274,8 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
         progress.stop();
         opt.dispose();
         logitScale.dispose();
+        adapter.dispose();
+        if (!(v instanceof ClipVisionEncoder)) vision.dispose(); // ours; a caller's encoder stays theirs
         throw nonFiniteError('trainClip', `step ${step + 1}`, loss, r.gradNorm, ckDir);
       }
       skippedSteps++;
