@@ -14,6 +14,8 @@ export type ErrorCode =
   | 'IO_ERROR'
   /** A file's contents break its format (safetensors, config.json, tokenizer.json, checkpoints). */
   | 'CORRUPT_FILE'
+  /** Training met a NaN / Infinity loss or gradient norm (nanPolicy 'stop'). */
+  | 'NON_FINITE'
   | 'INTERNAL';
 
 export class Llm2ClipError extends Error {

@@ -69,3 +69,4 @@ export { saveClipVisionPretrained, clipVisionConfigToHf, saveTextAdapter, loadTe
 export type { TextAdapterConfig, LoadTextAdapterOptions } from './models/clip-save';
 export { trainClip } from './train/clip';
 export type { TrainClipOptions, TrainClipResult, ClipStepInfo } from './train/clip';
+export type { NanPolicy } from './train/nan';

@@ -11,6 +11,7 @@ import * as path from 'path';
 import { DType, checkDType, dtypeSize, isFloat, parseDevice } from '../dtype';
 import { Llm2ClipError, fail } from '../errors';
 import { Tensor, shapeSize, shapeStr } from '../tensor';
+import { beforeWrite } from './fault';
 
 /** Largest header accepted (bytes): real headers are kilobytes; a bigger N means a corrupt file. */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
@@ -98,6 +99,44 @@ async function readFully(fh: fs.promises.FileHandle, dst: Uint8Array, position: 
   }
 }
 
+/** Own-key lookup (a dtype or name such as "toString" must not hit Object.prototype). */
+const has = (o: object, k: string): boolean => Object.hasOwn(o, k);
+
+/**
+ * The first key that occurs twice in one object of a JSON text (already checked by
+ * JSON.parse), or null. JSON.parse keeps the last duplicate silently; other readers keep
+ * the first, so a header with duplicates means different tensors to different tools.
+ */
+export function duplicateJsonKey(text: string): string | null {
+  const stack: (Set<string> | null)[] = [];
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      let j = i + 1;
+      while (j < text.length && text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c /* \ */ ? 2 : 1;
+      if (expectKey) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        const keys = stack[stack.length - 1]!;
+        if (keys.has(key)) return key;
+        keys.add(key);
+        expectKey = false;
+      }
+      i = j;
+    } else if (c === 0x7b /* { */) {
+      stack.push(new Set());
+      expectKey = true;
+    } else if (c === 0x5b /* [ */) {
+      stack.push(null);
+      expectKey = false;
+    } else if (c === 0x7d || c === 0x5d) {
+      stack.pop();
+      expectKey = false;
+    } else if (c === 0x2c /* , */) expectKey = stack[stack.length - 1] instanceof Set;
+  }
+  return null;
+}
+
 /** Parses and checks the header of an open file. */
 async function parseHeader(fh: fs.promises.FileHandle, file: string): Promise<SafetensorsHeader> {
   let fileSize: number;
@@ -128,6 +167,8 @@ async function parseHeader(fh: fs.promises.FileHandle, file: string): Promise<Sa
     corrupt(file, `the header is not valid JSON (${(e as Error).message})`);
   }
   if (json === null || typeof json !== 'object' || Array.isArray(json)) corrupt(file, 'the header is not a JSON object');
+  const dup = duplicateJsonKey(text);
+  if (dup !== null) corrupt(file, `the header holds the key ${JSON.stringify(dup)} twice`);
   const dataStart = 8 + headerLen;
   const dataSize = fileSize - dataStart;
   const metadata: Record<string, string> = {};
@@ -137,14 +178,16 @@ async function parseHeader(fh: fs.promises.FileHandle, file: string): Promise<Sa
       if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) corrupt(file, '"__metadata__" is not an object');
       for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
         if (typeof v !== 'string') corrupt(file, `"__metadata__"."${k}" is not a string`);
+        if (k === '__proto__') corrupt(file, '"__metadata__" uses the reserved key "__proto__"');
         metadata[k] = v;
       }
       continue;
     }
     const where = `tensor "${name}"`;
+    if (name === '__proto__') corrupt(file, `${where}: "__proto__" is a reserved name`);
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) corrupt(file, `${where}: the entry is not an object`);
     const { dtype, shape, data_offsets: offs } = raw as Record<string, unknown>;
-    if (typeof dtype !== 'string' || !(dtype in ST_ITEMSIZE)) corrupt(file, `${where}: unknown dtype ${JSON.stringify(dtype)}`);
+    if (typeof dtype !== 'string' || !has(ST_ITEMSIZE, dtype)) corrupt(file, `${where}: unknown dtype ${JSON.stringify(dtype)}`);
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
       corrupt(file, `${where}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
     if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0))
@@ -292,7 +335,7 @@ async function loadOpen(
   wanted.sort((a, b) => header.tensors[a].offsets[0] - header.tensors[b].offsets[0]);
   for (const name of wanted) {
     const e = header.tensors[name];
-    if (!(e.dtype in ST_TO_DTYPE))
+    if (!has(ST_TO_DTYPE, e.dtype))
       fail(
         'DTYPE_MISMATCH',
         `safetensors file ${file}: tensor "${name}" has dtype ${e.dtype}, which llm2clip does not load ` +
@@ -397,6 +440,7 @@ export async function saveSafetensors(file: string, tensors: Record<string, Tens
     const write = async (buf: ArrayBufferLike, start: number, bytes: number): Promise<void> => {
       for (let off = 0; off < bytes; ) {
         const chunk = new Uint8Array(buf, start + off, Math.min(chunkBytes, bytes - off));
+        beforeWrite(file, chunk.length);
         const { bytesWritten } = await fh.write(chunk, 0, chunk.length, pos);
         if (bytesWritten <= 0) throw new Error(`no bytes written at offset ${pos}`);
         off += bytesWritten;
@@ -419,7 +463,7 @@ export async function saveSafetensors(file: string, tensors: Record<string, Tens
     ok = true;
   } catch (e) {
     if (e instanceof Llm2ClipError) throw e;
-    throw ioError(tmp, 'cannot write', e);
+    throw ioError(file, 'cannot write', e);
   } finally {
     await fh.close().catch(() => undefined);
     if (!ok) await fs.promises.unlink(tmp).catch(() => undefined);
@@ -473,10 +517,13 @@ export async function loadSafetensorsDir(dir: string, options: LoadSafetensorsDi
   } catch (e) {
     fail('CORRUPT_FILE', `safetensors index ${indexPath}: not valid JSON (${(e as Error).message})`);
   }
+  const dupKey = duplicateJsonKey(indexText);
+  if (dupKey !== null) fail('CORRUPT_FILE', `safetensors index ${indexPath}: the key ${JSON.stringify(dupKey)} occurs twice`);
   const wm = (index as { weight_map?: unknown } | null)?.weight_map;
   if (wm === null || typeof wm !== 'object' || Array.isArray(wm)) fail('CORRUPT_FILE', `safetensors index ${indexPath}: no "weight_map" object`);
   const byShard = new Map<string, string[]>();
   for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
+    if (name === '__proto__') fail('CORRUPT_FILE', `safetensors index ${indexPath}: weight_map uses the reserved name "__proto__"`);
     if (typeof shard !== 'string' || shard.length === 0 || /[/\\]/.test(shard) || shard === '.' || shard === '..')
       fail('CORRUPT_FILE', `safetensors index ${indexPath}: weight_map["${name}"] = ${JSON.stringify(shard)} is not a file name in the folder`);
     if (!byShard.has(shard)) byShard.set(shard, []);
@@ -493,7 +540,7 @@ export async function loadSafetensorsDir(dir: string, options: LoadSafetensorsDi
       const shardPath = path.join(dir, shard);
       const header = await readSafetensorsHeader(shardPath);
       for (const n of names)
-        if (!(n in header.tensors)) fail('CORRUPT_FILE', `safetensors index ${indexPath} assigns tensor "${n}" to ${shard}, which does not hold it`);
+        if (!has(header.tensors, n)) fail('CORRUPT_FILE', `safetensors index ${indexPath} assigns tensor "${n}" to ${shard}, which does not hold it`);
       const mine = names.filter((n) => wanted.has(n));
       if (mine.length === 0) continue;
       Object.assign(out, await loadSafetensors(shardPath, { ...options, names: mine }));

@@ -19,9 +19,11 @@ import { loadCaptionsSplit } from '../data/captions';
 import type { CaptionDataset, CaptionFormat, CaptionSplit } from '../data/types';
 import { PairSampler, PairSamplerState } from '../data/pairs';
 import { Rng, RngState } from '../data/rng';
-import { loadLatestCheckpoint, nextTurn, restoreParams, saveCheckpoint } from './checkpoint';
+import { disposeCheckpoint, loadLatestCheckpoint, nextTurn, restoreParams, saveCheckpoint } from './checkpoint';
+import { NanPolicy, checkNanPolicy, lossesFromJson, nonFiniteError, stepFault } from './nan';
 import { gradCache } from './gradcache';
-import { Progress } from './progress';
+import { Progress, trimLog } from './progress';
+import { ensureDir, writeText } from './files';
 
 /** The LLM2CLIP / LLM2Vec default query instruction (attended, not pooled). */
 export const DEFAULT_CC_INSTRUCTION = 'Given a caption, retrieve a caption of the same image: ';
@@ -37,6 +39,8 @@ export interface CcStepInfo {
   /** Sequences (MNTP) or pairs (SimCSE) per second over this step. */
   throughput: number;
   elapsedMs: number;
+  /** True when the step was skipped (non-finite loss or gradient norm, nanPolicy 'skip'): nothing was updated. */
+  skipped?: boolean;
 }
 
 /** Options of {@link ccFinetune}. Every field but data has a default. */
@@ -99,6 +103,13 @@ export interface CcFinetuneOptions {
   signal?: AbortSignal;
   /** Progress bar on a TTY, JSON lines otherwise; false: silent (default true). */
   progress?: boolean;
+  /**
+   * A NaN / Infinity loss or gradient norm: 'stop' (default) throws Llm2ClipError
+   * NON_FINITE and writes nothing (the last good checkpoint stays; resume: true continues
+   * from it); 'skip' leaves parameters and optimizer state as they were, counts the step
+   * in skippedSteps and logs it with skipped: true (its loss is NaN in losses).
+   */
+  nanPolicy?: NanPolicy;
 }
 
 /** What {@link ccFinetune} returns. */
@@ -114,6 +125,8 @@ export interface CcFinetuneResult {
   steps: number;
   mntpLosses: number[];
   losses: number[];
+  /** Steps (MNTP and SimCSE) skipped for a non-finite loss or gradient norm (nanPolicy 'skip'). */
+  skippedSteps: number;
   aborted: boolean;
   elapsedMs: number;
 }
@@ -184,7 +197,8 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
   const scale = options.scale ?? (isPreset ? 20 : 50);
   const hardNeg = options.hardNegatives ?? !isPreset;
   const every = options.checkpointEvery ?? 100;
-  fs.mkdirSync(outDir, { recursive: true });
+  const nanPolicy = checkNanPolicy(options.nanPolicy, 'ccFinetune');
+  ensureDir(outDir, 'ccFinetune: options.outputDir');
 
   // ---- data
   const dataset = typeof options.data === 'string'
@@ -231,15 +245,32 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
 
   const progress = new Progress(options.progress !== false);
   const logFile = path.join(outDir, 'log.jsonl');
-  if (!ck) fs.writeFileSync(logFile, '');
+  if (!ck) writeText(logFile, '', 'ccFinetune');
+  else trimLog(logFile, ckState!.mntpLosses.length + ckState!.losses.length);
   const log = (info: CcStepInfo) => {
-    fs.appendFileSync(logFile, JSON.stringify(info) + '\n');
+    writeText(logFile, JSON.stringify(info) + '\n', 'ccFinetune', true);
     options.onStep?.(info);
     progress.update(info);
   };
   let aborted = false;
-  const mntpLosses: number[] = ckState ? [...ckState.mntpLosses] : [];
-  const losses: number[] = ckState ? [...ckState.losses] : [];
+  const mntpLosses: number[] = ckState ? lossesFromJson(ckState.mntpLosses) : [];
+  const losses: number[] = ckState ? lossesFromJson(ckState.losses) : [];
+  let skippedSteps = ckState?.skippedSteps ?? 0;
+  /** nanPolicy for a step whose loss or gradient norm is not finite; true when it is skipped. */
+  const nonFinite = (loss: number, r: { gradNorm: number; skipped: boolean }, where: string, cleanup: () => void): boolean => {
+    if (Number.isFinite(loss) && !r.skipped) return false;
+    if (nanPolicy === 'stop') {
+      progress.stop();
+      cleanup();
+      disposeCheckpoint(ck);
+      if (!(modelOpt instanceof LlamaEncoder)) encoder.dispose(); // ours (a preset or loaded here); a caller's model stays theirs
+      throw nonFiniteError('ccFinetune', where, loss, r.gradNorm, ckDir);
+    }
+    skippedSteps++;
+    return true;
+  };
+  /** The optimizer step, unless the loss is already non-finite (then nothing is updated). */
+  const optStep = (opt: AdamW, loss: number) => (Number.isFinite(loss) ? opt.step() : { gradNorm: NaN, skipped: true, step: opt.stepCount });
 
   // ---- stage 1: MNTP
   const maskId = findMaskId(tokenizer);
@@ -261,12 +292,13 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
       restoreParams(named, ck!.tensors.params, 'ccFinetune resume');
       opt.loadStateDict({ step: ckState.optimStep, tensors: ck!.tensors.optim ?? {} });
       setSeedState(BigInt(ckState.seedState));
+      disposeCheckpoint(ck);
     }
     const ratio = options.mntpMaskRatio ?? 0.2;
     progress.start('mntp', mntpSteps, step);
     const save = async (): Promise<void> => {
       await saveCheckpoint(ckDir, `mntp-${String(step).padStart(7, '0')}`, {
-        state: { stage: 'mntp', step, optimStep: opt.stepCount, seedState: getSeedState().toString(), mntpRng: rng.state(), mntpOrder: order, mntpPos: pos, mntpLosses, losses, baseWritten: false } satisfies CcState,
+        state: { stage: 'mntp', step, optimStep: opt.stepCount, seedState: getSeedState().toString(), mntpRng: rng.state(), mntpOrder: order, mntpPos: pos, mntpLosses, losses, skippedSteps, baseWritten: false } satisfies CcState,
         tensors: { params: Object.fromEntries(named), optim: opt.stateDict().tensors },
       });
     };
@@ -283,7 +315,7 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
       const enc = encodeRows(tokenizer, texts, '', maxLength);
       const { ids, labels } = mntpMask(enc, ratio, rng, maskId, tokenizer.vocabSize, tokenizer);
       opt.lr = linearLr(step, mntpSteps, warm, lr);
-      const loss = tidy(() => {
+      const loss = stepFault({ stage: 'mntp', step: step + 1, params: named, optimizer: opt, loss: tidy(() => {
         const it = tensor(ids, [enc.n, enc.S], { dtype: 'int32', device });
         const mt = rowsTensor(enc, 'mask', 0, enc.n, device);
         const lt = tensor(labels, [enc.n, enc.S], { dtype: 'int32', device });
@@ -291,12 +323,13 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
         const v = l.item();
         l.backward();
         return v;
-      });
-      const r = opt.step();
+      }) });
+      const r = optStep(opt, loss);
       opt.zeroGrad();
+      const skipped = nonFinite(loss, r, `MNTP step ${step + 1}`, () => opt.dispose());
       step++;
       mntpLosses.push(loss);
-      log({ stage: 'mntp', step, totalSteps: mntpSteps, loss, lr: opt.lr, gradNorm: r.gradNorm, throughput: (B * 1000) / Math.max(1, Date.now() - ts), elapsedMs: Date.now() - t0 });
+      log({ stage: 'mntp', step, totalSteps: mntpSteps, loss, lr: opt.lr, gradNorm: r.gradNorm, throughput: (B * 1000) / Math.max(1, Date.now() - ts), elapsedMs: Date.now() - t0, ...(skipped ? { skipped } : {}) });
       if (every > 0 && step % every === 0 && step < mntpSteps) await save();
     }
     progress.stop();
@@ -339,10 +372,11 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
       opt.loadStateDict({ step: ckState!.optimStep, tensors: ck!.tensors.optim ?? {} });
       sampler = PairSampler.fromState(dataset, { seed, hardNegatives: hardNeg }, ckState!.sampler as PairSamplerState);
       setSeedState(BigInt(ckState!.seedState));
+      disposeCheckpoint(ck);
     }
     const save = async (): Promise<void> => {
       await saveCheckpoint(ckDir, `simcse-${String(step).padStart(7, '0')}`, {
-        state: { stage: 'simcse', step, optimStep: opt.stepCount, seedState: getSeedState().toString(), sampler: sampler.state(), mntpLosses, losses, baseWritten: wroteBase } satisfies CcState,
+        state: { stage: 'simcse', step, optimStep: opt.stepCount, seedState: getSeedState().toString(), sampler: sampler.state(), mntpLosses, losses, skippedSteps, baseWritten: wroteBase } satisfies CcState,
         tensors: { params: Object.fromEntries(named), optim: opt.stateDict().tensors },
       });
     };
@@ -359,12 +393,16 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
       const docs = [...pairs.map((p) => p.positive), ...(hardNeg ? pairs.filter((p) => p.negative).map((p) => p.negative!) : [])];
       const d = encodeRows(tokenizer, docs, '', maxLength);
       opt.lr = linearLr(step, steps, warm, lr);
-      const loss = gradCacheStep(encoder, [q, d], chunk, pooling, device, (reps) => F.infoNCE(F.l2Normalize(reps[0]), F.l2Normalize(reps[1]), { scale }));
-      const r = opt.step();
+      const loss = stepFault({
+        stage: 'simcse', step: step + 1, params: named, optimizer: opt,
+        loss: gradCacheStep(encoder, [q, d], chunk, pooling, device, (reps) => F.infoNCE(F.l2Normalize(reps[0]), F.l2Normalize(reps[1]), { scale })),
+      });
+      const r = optStep(opt, loss);
       opt.zeroGrad();
+      const skipped = nonFinite(loss, r, `SimCSE step ${step + 1}`, () => opt.dispose());
       step++;
       losses.push(loss);
-      log({ stage: 'simcse', step, totalSteps: steps, loss, lr: opt.lr, gradNorm: r.gradNorm, throughput: (pairs.length * 1000) / Math.max(1, Date.now() - ts), elapsedMs: Date.now() - t0 });
+      log({ stage: 'simcse', step, totalSteps: steps, loss, lr: opt.lr, gradNorm: r.gradNorm, throughput: (pairs.length * 1000) / Math.max(1, Date.now() - ts), elapsedMs: Date.now() - t0, ...(skipped ? { skipped } : {}) });
       if (every > 0 && step % every === 0 && step < steps) await save();
     }
     progress.stop();
@@ -375,15 +413,17 @@ export async function ccFinetune(options: CcFinetuneOptions): Promise<CcFinetune
   const adapterDir = path.join(outDir, 'adapter');
   if (!aborted) {
     await encoder.saveLora(adapterDir, { baseModelNameOrPath: wroteBase ? baseDir : typeof modelOpt === 'string' && !preset ? modelOpt : null });
-    fs.writeFileSync(
+    writeText(
       path.join(outDir, 'metrics.json'),
-      JSON.stringify({ mntpSteps: mntpLosses.length, steps: losses.length, finalMntpLoss: mntpLosses.at(-1) ?? null, finalLoss: losses.at(-1) ?? null, elapsedMs: Date.now() - t0 }, null, 1),
+      JSON.stringify({ mntpSteps: mntpLosses.length, steps: losses.length, finalMntpLoss: mntpLosses.at(-1) ?? null, finalLoss: losses.at(-1) ?? null, skippedSteps, elapsedMs: Date.now() - t0 }, null, 1),
+      'ccFinetune',
     );
   }
+  disposeCheckpoint(ck);
   encoder.eval();
   return {
     encoder, tokenizer, outputDir: outDir, baseDir: wroteBase ? baseDir : typeof modelOpt === 'string' && !preset ? modelOpt : null, adapterDir,
-    mntpSteps: mntpLosses.length, steps: losses.length, mntpLosses, losses, aborted, elapsedMs: Date.now() - t0,
+    mntpSteps: mntpLosses.length, steps: losses.length, mntpLosses, losses, skippedSteps, aborted, elapsedMs: Date.now() - t0,
   };
 }
 
@@ -398,6 +438,7 @@ interface CcState {
   sampler?: unknown;
   mntpLosses: number[];
   losses: number[];
+  skippedSteps?: number;
   baseWritten: boolean;
 }
 

@@ -25,9 +25,11 @@ import { Tokenizer } from '../tokenizer';
 import { Rng, RngState } from '../data/rng';
 import type { ImageCaptionItem } from '../data/images';
 import { mappedTextFeatures, encoderFingerprint } from './feature-cache';
-import { loadLatestCheckpoint, nextTurn, restoreParams, saveCheckpoint } from './checkpoint';
+import { disposeCheckpoint, loadLatestCheckpoint, nextTurn, restoreParams, saveCheckpoint } from './checkpoint';
+import { NanPolicy, checkNanPolicy, lossesFromJson, nonFiniteError, stepFault } from './nan';
 import { gradCache } from './gradcache';
-import { Progress } from './progress';
+import { Progress, trimLog } from './progress';
+import { ensureDir, writeText } from './files';
 
 /** One step's report (onStep, log.jsonl). */
 export interface ClipStepInfo {
@@ -41,6 +43,8 @@ export interface ClipStepInfo {
   /** Images per second over this step. */
   throughput: number;
   elapsedMs: number;
+  /** True when the step was skipped (non-finite loss or gradient norm, nanPolicy 'skip'): nothing was updated. */
+  skipped?: boolean;
 }
 
 /** Options of {@link trainClip}. */
@@ -98,6 +102,13 @@ export interface TrainClipOptions {
   onStep?: (info: ClipStepInfo) => void;
   signal?: AbortSignal;
   progress?: boolean;
+  /**
+   * A NaN / Infinity loss or gradient norm: 'stop' (default) throws Llm2ClipError
+   * NON_FINITE and writes nothing (the last good checkpoint stays; resume: true continues
+   * from it); 'skip' leaves parameters, logit scale and optimizer state as they were,
+   * counts the step in skippedSteps and logs it with skipped: true (its loss is NaN in losses).
+   */
+  nanPolicy?: NanPolicy;
 }
 
 /** What {@link trainClip} returns. */
@@ -108,6 +119,8 @@ export interface TrainClipResult {
   logitScale: number;
   losses: number[];
   steps: number;
+  /** Steps skipped for a non-finite loss or gradient norm (nanPolicy 'skip'). */
+  skippedSteps: number;
   aborted: boolean;
   outputDir: string;
   /** Whether the caption features came from the cache. */
@@ -146,7 +159,8 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
   const epochs = options.epochs ?? 10;
   for (const [k, v] of [['batchSize', B], ['microBatch', micro], ['epochs', epochs], ['embedDim', embedDim]] as const)
     if (!Number.isSafeInteger(v) || v < 1) fail('INVALID_ARGUMENT', `trainClip: options.${k} must be a positive integer (got ${String(v)})`);
-  fs.mkdirSync(outDir, { recursive: true });
+  const nanPolicy = checkNanPolicy(options.nanPolicy, 'trainClip');
+  ensureDir(outDir, 'trainClip: options.outputDir');
   manualSeed(seed);
 
   // ---- text features (frozen encoder, cached)
@@ -233,6 +247,7 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
   let order: number[] = [];
   let pos = 0;
   const losses: number[] = [];
+  let skippedSteps = 0;
   const ck = options.resume ? await loadLatestCheckpoint(ckDir, ['params', 'optim']) : null;
   if (ck) {
     const st = ck.state as unknown as ClipState;
@@ -240,14 +255,17 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
     rng = Rng.fromState(st.rng);
     order = st.order;
     pos = st.pos;
-    losses.push(...st.losses);
+    losses.push(...lossesFromJson(st.losses));
+    skippedSteps = st.skippedSteps ?? 0;
     restoreParams(named, ck.tensors.params, 'trainClip resume');
     opt.loadStateDict({ step: st.optimStep, tensors: ck.tensors.optim ?? {} });
     setSeedState(BigInt(st.seedState));
-  } else fs.writeFileSync(path.join(outDir, 'log.jsonl'), '');
+    disposeCheckpoint(ck);
+    trimLog(path.join(outDir, 'log.jsonl'), st.losses.length);
+  } else writeText(path.join(outDir, 'log.jsonl'), '', 'trainClip');
   const save = async (): Promise<void> => {
     await saveCheckpoint(ckDir, `step-${String(step).padStart(7, '0')}`, {
-      state: { step, optimStep: opt.stepCount, rng: rng.state(), order, pos, losses, seedState: getSeedState().toString() } satisfies ClipState as unknown as Record<string, unknown>,
+      state: { step, optimStep: opt.stepCount, rng: rng.state(), order, pos, losses, skippedSteps, seedState: getSeedState().toString() } satisfies ClipState as unknown as Record<string, unknown>,
       tensors: { params: Object.fromEntries(named), optim: opt.stateDict().tensors },
     });
   };
@@ -280,22 +298,38 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
     // Per image: crop offset and flip (drawn even without augmentation, so the random
     // sequence does not depend on it; ignored then).
     const views = batch.map(() => ({ x: rng.below(full - size + 1), y: rng.below(full - size + 1), flip: rng.float() < 0.5 && augment }));
-    const loss = clipStep(vision, adapter, logitScale, batch, views, pix, textRows, hidden, micro, device);
-    const r = opt.step();
+    const loss = stepFault({ stage: 'clip', step: step + 1, params: named, optimizer: opt, loss: clipStep(vision, adapter, logitScale, batch, views, pix, textRows, hidden, micro, device) });
+    // A non-finite loss: no optimizer step at all; a non-finite gradient norm: the optimizer skipped it.
+    const r = Number.isFinite(loss) ? opt.step() : { gradNorm: NaN, skipped: true, step: opt.stepCount };
     opt.zeroGrad();
+    if (r.skipped) {
+      if (nanPolicy === 'stop') {
+        progress.stop();
+        opt.dispose();
+        logitScale.dispose();
+        adapter.dispose();
+        if (!(v instanceof ClipVisionEncoder)) vision.dispose(); // ours; a caller's encoder stays theirs
+        throw nonFiniteError('trainClip', `step ${step + 1}`, loss, r.gradNorm, ckDir);
+      }
+      skippedSteps++;
+    }
     // Clamp the logit scale to [0, ln 100] (CLIP).
     noGrad(() => {
       const ls = logitScale.item();
       const c = Math.min(LN_MAX_SCALE, Math.max(0, ls));
-      if (c !== ls) copyInto(logitScale, tensor([c], []));
+      if (c !== ls) {
+        const t = tensor([c], []);
+        copyInto(logitScale, t);
+        t.dispose();
+      }
     });
     step++;
     losses.push(loss);
     const info: ClipStepInfo = {
       step, totalSteps: total, epoch: Math.floor((step - 1) / Math.max(1, stepsPerEpoch)), loss, lr: opt.lr, logitScale: Math.exp(noGrad(() => logitScale.item())),
-      gradNorm: r.gradNorm, throughput: (B * 1000) / Math.max(1, Date.now() - ts), elapsedMs: Date.now() - t0,
+      gradNorm: r.gradNorm, throughput: (B * 1000) / Math.max(1, Date.now() - ts), elapsedMs: Date.now() - t0, ...(r.skipped ? { skipped: true } : {}),
     };
-    fs.appendFileSync(path.join(outDir, 'log.jsonl'), JSON.stringify(info) + '\n');
+    writeText(path.join(outDir, 'log.jsonl'), JSON.stringify(info) + '\n', 'trainClip', true);
     options.onStep?.(info);
     progress.update({ stage: 'clip', step, totalSteps: total, loss, lr: opt.lr, throughput: info.throughput });
     if ((options.checkpointEvery ?? 100) > 0 && step % (options.checkpointEvery ?? 100) === 0 && step < total) await save();
@@ -306,17 +340,18 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
     await save();
     await saveClipVisionPretrained(vision, path.join(outDir, 'vision'));
     await saveTextAdapter(adapter, path.join(outDir, 'text_adapter'));
-    fs.writeFileSync(
+    writeText(
       path.join(outDir, 'clip_config.json'),
       JSON.stringify({ textModel: typeof options.textModel === 'string' ? path.resolve(options.textModel) : null, textAdapterDir: options.textAdapterDir ? path.resolve(options.textAdapterDir) : null, embedDim, logitScale: scaleNow }, null, 1),
+      'trainClip',
     );
-    fs.writeFileSync(path.join(outDir, 'metrics.json'), JSON.stringify({ steps: step, finalLoss: losses.at(-1) ?? null, logitScale: scaleNow, elapsedMs: Date.now() - t0 }, null, 1));
+    writeText(path.join(outDir, 'metrics.json'), JSON.stringify({ steps: step, finalLoss: losses.at(-1) ?? null, logitScale: scaleNow, skippedSteps, elapsedMs: Date.now() - t0 }, null, 1), 'trainClip');
   }
   opt.dispose();
   vision.eval();
   adapter.eval();
   logitScale.dispose();
-  return { vision, adapter, logitScale: scaleNow, losses, steps: losses.length, aborted, outputDir: outDir, featuresReused: feats.reused, elapsedMs: Date.now() - t0 };
+  return { vision, adapter, logitScale: scaleNow, losses, steps: losses.length, skippedSteps, aborted, outputDir: outDir, featuresReused: feats.reused, elapsedMs: Date.now() - t0 };
 }
 
 interface ClipState {
@@ -326,6 +361,7 @@ interface ClipState {
   order: number[];
   pos: number;
   losses: number[];
+  skippedSteps?: number;
   seedState: string;
 }
 

@@ -1,6 +1,8 @@
 // progress.ts: training progress: a bar on a TTY (cli-progress: loss, lr, throughput,
 // ETA), one JSON object per step on stderr otherwise.
+import * as fs from 'fs';
 import { SingleBar, Presets } from 'cli-progress';
+import { asIoError } from './files';
 
 /** Fields a progress update shows. */
 export interface ProgressInfo {
@@ -35,5 +37,28 @@ export class Progress {
   stop(): void {
     this.bar?.stop();
     this.bar = null;
+  }
+}
+
+/**
+ * On resume: keeps the first `lines` lines of a log.jsonl (the steps the checkpoint
+ * covers), dropping those a killed run logged after its last checkpoint, so that the
+ * resumed run's lines follow without duplicates. A missing file is created empty.
+ */
+export function trimLog(file: string, lines: number): void {
+  let text = '';
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    // absent: start a new one
+  }
+  const kept = text.split('\n').filter((l) => l.trim().length > 0).slice(0, lines);
+  const tmp = `${file}.tmp-${process.pid}`;
+  try {
+    fs.writeFileSync(tmp, kept.map((l) => l + '\n').join(''));
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw asIoError(e, 'resume', file);
   }
 }
