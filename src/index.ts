@@ -69,3 +69,7 @@ export { saveClipVisionPretrained, clipVisionConfigToHf, saveTextAdapter, loadTe
 export type { TextAdapterConfig, LoadTextAdapterOptions } from './models/clip-save';
 export { trainClip } from './train/clip';
 export type { TrainClipOptions, TrainClipResult, ClipStepInfo } from './train/clip';
+export { runDemo } from './demo';
+export type { DemoOptions, DemoResult, DemoMetrics, DemoRetrieval } from './demo';
+export { writeWorld, worldScenes, makeScene, renderScene, describeObjects, shapeContains, WORLD_SHAPES, WORLD_COLOURS, WORLD_BACKGROUND } from './data/world';
+export type { WorldShape, WorldSize, WorldObject, WorldScene, MakeSceneOptions, WriteWorldOptions, WorldDataset } from './data/world';
