@@ -366,7 +366,10 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
 
   // ---- 4. stage 2: cached caption features, tiny ViT + adapter
   const clipT = Date.now();
-  const clipItems = data.train.map((it) => ({ image: it.image, file: it.file, captions: [...it.short.slice(0, 1), ...it.long.slice(0, 1)].filter((c) => c) }))
+  // trainClip draws one caption per image uniformly: [short, long] makes that a 50/50 short /
+  // long draw; images without a long caption keep all their captions.
+  const clipItems = data.train
+    .map((it) => ({ image: it.image, file: it.file, captions: it.long.length > 0 ? [...it.short.slice(0, 1), it.long[0]] : it.short }))
     .filter((it) => it.captions.length > 0);
   const clipOut = path.join(o.out, 'clip');
   const clip = await trainClip({
