@@ -181,10 +181,10 @@ function readLongCaptions(file: string): Map<string, string[]> {
   splitLines(fs.readFileSync(file, 'utf8')).forEach((line, i) => {
     if (line.trim() === '') return;
     const r = parseJsonLine(file, i + 1, line);
-    const key = typeof r.image === 'string' || typeof r.image === 'number' ? String(r.image).trim() : null;
-    if (key === null) return; // loadImageCaptions has already refused such a record
+    if (typeof r.image !== 'string' && typeof r.image !== 'number') return; // loadImageCaptions has refused such a record
+    const key = String(r.image).trim().split(path.sep).join('/'); // as loadImageCaptions' item.file
     const longs = [...textList(r.long_caption), ...textList(r.long_captions), ...textList(r.paraphrase)];
-    if (longs.length > 0) out.set(key.split(path.sep).join('/'), [...(out.get(key) ?? []), ...longs]);
+    if (longs.length > 0) out.set(key, [...(out.get(key) ?? []), ...longs]);
   });
   return out;
 }
