@@ -7,7 +7,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Rng, cuda } from '../src';
+import { Rng, cuda, memoryStats } from '../src';
 import { makeScene, renderScene, worldScenes, writeWorld, WORLD_COLOURS, WORLD_SHAPES, WORLD_BACKGROUND, WorldScene, describeObjects } from '../src/data/world';
 import { runDemo, DemoMetrics } from '../src/demo';
 import { renderReport, escapeHtml } from '../src/demo-report';
@@ -174,7 +174,9 @@ describe('the --quick demo end to end', () => {
   let metrics: DemoMetrics;
 
   test('writes report.html, metrics.json and the stages\' outputs', async () => {
+    const live = memoryStats().liveTensors;
     const r = await runDemo({ out, quick: true, progress: false, device: 'cpu', seed: seed0 % 1000 });
+    expect(memoryStats().liveTensors).toBe(live); // every model and tensor freed
     expect(r.outDir).toBe(out);
     for (const f of ['report.html', 'metrics.json', 'tokenizer.json', 'data/world.json', 'cc/base/config.json', 'cc/adapter/adapter_config.json', 'clip/vision/config.json', 'clip/text_adapter', 'clip/clip_config.json'])
       expect(fs.existsSync(path.join(out, f))).toBe(true);
