@@ -70,3 +70,7 @@ export type { TextAdapterConfig, LoadTextAdapterOptions } from './models/clip-sa
 export { trainClip } from './train/clip';
 export type { TrainClipOptions, TrainClipResult, ClipStepInfo } from './train/clip';
 export type { NanPolicy } from './train/nan';
+export { runDemo } from './demo';
+export type { DemoOptions, DemoResult, DemoMetrics, DemoRetrieval } from './demo';
+export { writeWorld, worldScenes, makeScene, renderScene, describeObjects, shapeContains, WORLD_SHAPES, WORLD_COLOURS, WORLD_BACKGROUND } from './data/world';
+export type { WorldShape, WorldSize, WorldObject, WorldScene, MakeSceneOptions, WriteWorldOptions, WorldDataset } from './data/world';
