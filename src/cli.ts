@@ -166,7 +166,7 @@ const TRAIN_CLIP_HELP = `usage: llm2clip train-clip --images DIR [--captions FIL
   --epochs N --batch-size N --micro-batch N --lr X --seed N --device cpu|cuda
   --layer-decay X          layer-wise lr decay of the vision tower (default 1: none)
   --long-prob P            chance of a long caption where an image has both kinds (default 0.5)
-  --no-augment             no random crops / flips (default: crop from 8/7 of the size, flip half the time)
+  --no-augment             no random crops (default: a random crop from 8/7 of the size)
   --checkpoint-every N --resume --skip-bad-images --quiet`;
 
 const EVAL_RET_HELP = `usage: llm2clip eval-retrieval --images DIR --captions FILE --model OUTDIR [--format F] [--split test] [--kind short|long] [--json]

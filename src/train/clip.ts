@@ -88,9 +88,9 @@ export interface TrainClipOptions {
   longCaptionProbability?: number;
   /**
    * Training augmentation (default true): images are preprocessed at 8/7 of the model's
-   * size (as "resize 256, crop 224") and each step takes a random size×size crop of each,
-   * flipped left-right half the time. false: the centre crop at the model's size, as at
-   * evaluation.
+   * size (as "resize 256, crop 224") and each step takes a random size×size crop of each.
+   * No flips: captions may say left and right (open_clip does not flip either). false:
+   * the centre crop at the model's size, as at evaluation.
    */
   augment?: boolean;
   /**
@@ -295,9 +295,8 @@ export async function trainClip(options: TrainClipOptions): Promise<TrainClipRes
       textRows.set(featView.subarray(k * hidden, (k + 1) * hidden), r * hidden);
     });
     opt.lr = cosineSchedule(step, { lr, warmupSteps: warm, totalSteps: total });
-    // Per image: crop offset and flip (drawn even without augmentation, so the random
-    // sequence does not depend on it; ignored then).
-    const views = batch.map(() => ({ x: rng.below(full - size + 1), y: rng.below(full - size + 1), flip: rng.float() < 0.5 && augment }));
+    // Per image: the crop's corner (0, 0 without augmentation).
+    const views = batch.map(() => ({ x: rng.below(full - size + 1), y: rng.below(full - size + 1) }));
     const loss = stepFault({ stage: 'clip', step: step + 1, params: named, optimizer: opt, loss: clipStep(vision, adapter, logitScale, batch, views, pix, textRows, hidden, micro, device) });
     // A non-finite loss: no optimizer step at all; a non-finite gradient norm: the optimizer skipped it.
     const r = Number.isFinite(loss) ? opt.step() : { gradNorm: NaN, skipped: true, step: opt.stepCount };
@@ -395,11 +394,10 @@ interface Pixels {
   size: number;
 }
 
-/** A crop of one image: its top-left corner in the full image, and a left-right flip. */
+/** A crop of one image: its top-left corner in the full image. */
 interface View {
   x: number;
   y: number;
-  flip: boolean;
 }
 
 /** The crops `views` of images `idx` as a [n, 3, size, size] batch on `device`. */
@@ -412,8 +410,7 @@ export function gatherPixels(pix: Pixels, idx: readonly number[], views: readonl
       for (let y = 0; y < size; y++) {
         const src = ((im * 3 + c) * full + y + v.y) * full + v.x;
         const dst = ((r * 3 + c) * size + y) * size;
-        if (!v.flip) out.set(data.subarray(src, src + size), dst);
-        else for (let x = 0; x < size; x++) out[dst + x] = data[src + size - 1 - x];
+        out.set(data.subarray(src, src + size), dst);
       }
   });
   return tensor(out, [idx.length, 3, size, size], { device });
