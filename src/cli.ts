@@ -34,6 +34,7 @@ const CC_HELP = `usage: llm2clip cc-finetune --data FILE [options]
   --device cpu|cuda        default cuda when available
   --seed N                 default 0
   --checkpoint-every N     default 100
+  --nan-policy stop|skip   a non-finite loss / gradient stops training (default) or skips the step
   --resume                 continue from the output directory's last checkpoint
   --eval-data FILE         also report CRA on this file after MNTP and after fine-tuning
   --eval-split S           split of --eval-data (default test)
@@ -70,6 +71,12 @@ function num(v: string | boolean | undefined, name: string): number | undefined 
   return n;
 }
 
+function nanPolicy(v: string | boolean | undefined): 'stop' | 'skip' | undefined {
+  if (v === undefined) return undefined;
+  if (v !== 'stop' && v !== 'skip') throw new Llm2ClipError('INVALID_ARGUMENT', `--nan-policy must be stop or skip (got ${String(v)})`);
+  return v;
+}
+
 async function loadSplit(file: string, format: CaptionFormat | undefined, split: CaptionSplit | undefined, fallback: CaptionSplit) {
   const { loadCaptionsSplit } = await import('./data/captions');
   return loadCaptionsSplit(file, { format, split }, fallback);
@@ -79,7 +86,7 @@ async function ccFinetuneCmd(rest: string[]): Promise<number> {
   const f = flags(rest, {
     data: 'string', format: 'string', split: 'string', model: 'string', init: 'string', out: 'string', steps: 'string', 'mntp-steps': 'string',
     'batch-size': 'string', 'chunk-size': 'string', lr: 'string', 'max-length': 'string', device: 'string', seed: 'string',
-    'checkpoint-every': 'string', resume: 'boolean', 'eval-data': 'string', 'eval-split': 'string', quiet: 'boolean',
+    'checkpoint-every': 'string', resume: 'boolean', 'eval-data': 'string', 'eval-split': 'string', quiet: 'boolean', 'nan-policy': 'string',
   });
   if (f.help) return console.log(CC_HELP), 0;
   if (!f.data) return console.error(`llm2clip cc-finetune: --data is required\n${CC_HELP}`), 2;
@@ -104,7 +111,7 @@ async function ccFinetuneCmd(rest: string[]): Promise<number> {
     outputDir: f.out as string | undefined, steps: int(f.steps, 'steps'), mntpSteps: int(f['mntp-steps'], 'mntp-steps'),
     batchSize: int(f['batch-size'], 'batch-size'), chunkSize: int(f['chunk-size'], 'chunk-size'),
     lr: f.lr !== undefined ? Number(f.lr) : undefined, maxLength: int(f['max-length'], 'max-length'),
-    device: f.device as string | undefined, seed: int(f.seed, 'seed'), checkpointEvery: int(f['checkpoint-every'], 'checkpoint-every'),
+    device: f.device as string | undefined, seed: int(f.seed, 'seed'), checkpointEvery: int(f['checkpoint-every'], 'checkpoint-every'), nanPolicy: nanPolicy(f['nan-policy']),
     resume: !!f.resume, progress: !f.quiet, signal: ac.signal,
     onBaseReady: evalDs
       ? async (encoder, tokenizer) => {
@@ -167,6 +174,7 @@ const TRAIN_CLIP_HELP = `usage: llm2clip train-clip --images DIR [--captions FIL
   --layer-decay X          layer-wise lr decay of the vision tower (default 1: none)
   --long-prob P            chance of a long caption where an image has both kinds (default 0.5)
   --no-augment             no random crops (default: a random crop from 8/7 of the size)
+  --nan-policy stop|skip   a non-finite loss / gradient stops training (default) or skips the step
   --checkpoint-every N --resume --skip-bad-images --quiet`;
 
 const EVAL_RET_HELP = `usage: llm2clip eval-retrieval --images DIR --captions FILE --model OUTDIR [--format F] [--split test] [--kind short|long] [--json]
@@ -194,7 +202,7 @@ async function trainClipCmd(rest: string[]): Promise<number> {
   const f = flags(rest, {
     images: 'string', captions: 'string', format: 'string', split: 'string', holdout: 'boolean', prompt: 'string', 'text-model': 'string', adapter: 'string',
     vision: 'string', 'vision-init': 'string', 'image-size': 'string', out: 'string', epochs: 'string', 'batch-size': 'string', 'micro-batch': 'string',
-    lr: 'string', seed: 'string', device: 'string', 'checkpoint-every': 'string', resume: 'boolean', 'skip-bad-images': 'boolean', quiet: 'boolean',
+    lr: 'string', seed: 'string', device: 'string', 'checkpoint-every': 'string', resume: 'boolean', 'skip-bad-images': 'boolean', quiet: 'boolean', 'nan-policy': 'string',
     'layer-decay': 'string', 'long-prob': 'string', 'no-augment': 'boolean',
   });
   if (f.help) return console.log(TRAIN_CLIP_HELP), 0;
@@ -209,7 +217,7 @@ async function trainClipCmd(rest: string[]): Promise<number> {
     outputDir: f.out as string | undefined, epochs: int(f.epochs, 'epochs'), batchSize: int(f['batch-size'], 'batch-size'), microBatch: int(f['micro-batch'], 'micro-batch'),
     lr: num(f.lr, 'lr'), seed: int(f.seed, 'seed'), device: f.device as string | undefined,
     layerDecay: num(f['layer-decay'], 'layer-decay'), longCaptionProbability: num(f['long-prob'], 'long-prob'), augment: !f['no-augment'],
-    checkpointEvery: int(f['checkpoint-every'], 'checkpoint-every'), resume: !!f.resume, progress: !f.quiet, signal: ac.signal,
+    checkpointEvery: int(f['checkpoint-every'], 'checkpoint-every'), resume: !!f.resume, progress: !f.quiet, signal: ac.signal, nanPolicy: nanPolicy(f['nan-policy']),
   });
   console.log(JSON.stringify({ outputDir: r.outputDir, aborted: r.aborted, steps: r.steps, finalLoss: r.losses.at(-1) ?? null, logitScale: r.logitScale, featuresReused: r.featuresReused, skippedImages: set.skipped.length, elapsedMs: r.elapsedMs }));
   return r.aborted ? 130 : 0;

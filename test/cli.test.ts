@@ -99,6 +99,8 @@ test('train-clip -> eval-retrieval and zeroshot on class folders (tiny models)',
   const bad = run('train-clip', '--images', imgs, '--format', 'classes', '--text-model', text, '--out', path.join(tmp, 'clip-bad'), '--quiet', '--lr', 'fast');
   expect(bad.code).toBe(1);
   expect(bad.err).toMatch(/--lr must be a number/);
+  const badNan = run('train-clip', '--images', imgs, '--format', 'classes', '--text-model', text, '--out', path.join(tmp, 'clip-bad'), '--quiet', '--nan-policy', 'maybe');
+  expect(badNan.err).toMatch(/--nan-policy must be stop or skip/);
   expect(run('train-clip', '--help').out).toMatch(/usage: llm2clip train-clip/);
 
   // Ctrl-C mid-run: handled at the next step (not the next checkpoint), a checkpoint is
