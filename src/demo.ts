@@ -366,10 +366,12 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
 
   // ---- 4. stage 2: cached caption features, tiny ViT + adapter
   const clipT = Date.now();
-  // trainClip draws one caption per image uniformly: [short, long] makes that a 50/50 short /
-  // long draw; images without a long caption keep all their captions.
-  const clipItems = data.train
-    .map((it) => ({ image: it.image, file: it.file, captions: it.long.length > 0 ? [...it.short.slice(0, 1), it.long[0]] : it.short }))
+  // [short, long] with kinds: trainClip draws the long one with probability 0.5; images
+  // without a long caption keep all their captions.
+  const clipItems: ImageCaptionItem[] = data.train
+    .map((it): ImageCaptionItem => (it.long.length > 0 && it.short.length > 0
+      ? { image: it.image, file: it.file, captions: [it.short[0], it.long[0]], kinds: ['short', 'long'] }
+      : { image: it.image, file: it.file, captions: it.long.length > 0 ? it.long : it.short }))
     .filter((it) => it.captions.length > 0);
   const clipOut = path.join(o.out, 'clip');
   const clip = await trainClip({

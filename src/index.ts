@@ -60,6 +60,8 @@ export type { TextAdapterOptions } from './models/adapter';
 export { loadImageCaptions, splitByFile, validateImages, IMAGE_EXTENSIONS } from './data/images';
 export type { ImageCaptionFormat, ImageCaptionItem, ImageCaptionSet, SkippedImage, LoadImageCaptionsOptions, SplitByFileOptions, ValidateImagesOptions } from './data/images';
 export { evaluateRetrieval, evaluateZeroShot } from './eval/retrieval';
+export { loadClipModel, embedImages, embedTexts } from './eval/clip-eval';
+export type { ClipModel } from './eval/clip-eval';
 export type { EmbeddingRows, RecallAtK, EvaluateRetrievalOptions, RetrievalResult, EvaluateZeroShotOptions, ZeroShotResult } from './eval/retrieval';
 export { cachedTextFeatures, mappedTextFeatures, encoderFingerprint } from './train/feature-cache';
 export type { CachedTextFeaturesOptions, CachedTextFeatures, MappedTextFeatures, TextFeatureEncoder, EncoderFingerprintOptions } from './train/feature-cache';

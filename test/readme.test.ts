@@ -57,3 +57,17 @@ test('README example: vision (a CLIP ViT on image files, the LLM2CLIP adapter)',
   fs.writeFileSync(path.join(tmp, 'b.jpg'), await img(20, 220));
   await run('vision', { 'openai/clip-vit-large-patch14-336': dir, 'cat.jpg': path.join(tmp, 'a.jpg'), 'dog.jpg': path.join(tmp, 'b.jpg'), '4096': '32' });
 });
+
+test('README example: pipeline (writeWorld -> ccFinetune -> trainClip -> retrieval)', async () => {
+  // Smaller and shorter than written (the README's sizes take minutes); the calls are the same.
+  const out = await run('pipeline', {
+    'train: 600, test: 100': 'train: 40, test: 12, perClass: 1',
+    'mntpSteps: 60, steps: 80': "mntpSteps: 2, steps: 2, batchSize: 8, chunkSize: 8, mntpBatchSize: 8, presetSizes: { hiddenSize: 32, intermediateSize: 48, numHiddenLayers: 1, numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 300 }, progress: false",
+    'epochs: 10': 'epochs: 1, batchSize: 16, microBatch: 8, embedDim: 16, adapterBlocks: 1, progress: false',
+    'console.log(': 'exports.r = (',
+  });
+  const r = out.r as string;
+  expect(r).toMatch(/^text->image R@1 [0-9.]+ \(chance 0\.08333/);
+  for (const f of ['cc/base/config.json', 'cc/adapter/adapter_config.json', 'clip/vision/config.json', 'clip/text_adapter/config.json'])
+    expect(fs.existsSync(path.join(tmp, f))).toBe(true);
+}, 120000);
