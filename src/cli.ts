@@ -14,7 +14,7 @@ const HELP = `usage: llm2clip <command> [options]   (llm2clip <command> --help f
   eval-retrieval     image->text and text->image recall@1/5/10 of a trained model
   zeroshot           zero-shot classification accuracy on class folders
   info               the build: CUDA compiled / available, GPUs, CPU SIMD level, threads
-  bench <suite>      run a benchmark suite (gemm, attention, lora, infonce); --device cpu|cuda, --quick
+  bench <suite>      run a benchmark suite (gemm, attention, lora, infonce, train-step); --device cpu|cuda, --quick, --out DIR
   version            the package version`;
 
 const CC_HELP = `usage: llm2clip cc-finetune --data FILE [options]
