@@ -139,7 +139,8 @@ const finite = (v: number | null | undefined): v is number => typeof v === 'numb
 /** Renders one panel as a <g> translated to (ox, oy). */
 function panel(spec: ChartSpec, ox: number, oy: number): string {
   const W = spec.width ?? 520, H = spec.height ?? 340;
-  const legendW = 150;
+  // The legend column fits the longest series name (about 6.3 px a character at 11 px).
+  const legendW = Math.min(280, Math.max(110, 36 + 6.3 * Math.max(0, ...spec.series.map((x) => x.name.length))));
   const L = 64, R = W - legendW - 10, T = 34;
   // Bar charts: category labels wrapped to their slot (up to 3 lines), the plot shrinks to fit.
   const cats: string[] = [];
@@ -181,12 +182,15 @@ function panel(spec: ChartSpec, ox: number, oy: number): string {
       }
       for (const p of pts)
         out.push(`<circle cx="${num(xsc.map(Number(p.x)))}" cy="${num(ysc.map(p.y as number))}" r="3.5" fill="${escapeXml(c)}"><title>${escapeXml(`${s.name}: ${formatNumber(Number(p.x))} -> ${formatNumber(p.y as number)}`)}</title></circle>`);
-      for (const p of s.points) {
-        if (!p.mark || !Number.isFinite(Number(p.x))) continue;
+      s.points.forEach((p, k) => {
+        if (!p.mark || !Number.isFinite(Number(p.x))) return;
         const x = xsc.map(Number(p.x)), y = T + 10 + 12 * i;
         out.push(`<path d="M${num(x - 4)},${num(y - 4)} L${num(x + 4)},${num(y + 4)} M${num(x - 4)},${num(y + 4)} L${num(x + 4)},${num(y - 4)}" stroke="${escapeXml(c)}" stroke-width="2"/>`);
-        out.push(`<text x="${num(x + 7)}" y="${num(y)}" dy="0.32em" font-size="10" fill="${escapeXml(c)}">${escapeXml(p.mark)}</text>`);
-      }
+        // A run of equal marks is labelled once, at its first point.
+        if (k > 0 && s.points[k - 1].mark === p.mark) return;
+        const left = x > R - 8 - 6.5 * p.mark.length; // near the right edge: the label goes left of the cross
+        out.push(`<text x="${num(left ? x - 7 : x + 7)}" y="${num(y)}" dy="0.32em" font-size="10" text-anchor="${left ? 'end' : 'start'}" fill="${escapeXml(c)}">${escapeXml(p.mark)}</text>`);
+      });
     });
   } else {
     const n = Math.max(1, spec.series.length);

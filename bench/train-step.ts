@@ -15,7 +15,9 @@
 //   trainClip's clipStep) + AdamW (lr 5e-4, wd 0.05 on matrices, clip 1) and the logit-scale
 //   clamp; images/s = B / step time.
 // Inputs: random token ids (every position real, no padding) and random pixels, prepared
-// before the clock starts. Warm-up steps excluded; medians of the timed steps.
+// before the clock starts. Parameters in the trainers' default dtype: float32 on the CPU,
+// bfloat16 on CUDA (LoRA adapters float32). Warm-up steps excluded; medians of the timed steps.
+import type { DType } from '../src';
 import { AdamW, F, LlamaEncoder, ClipVisionEncoder, TextAdapter, tensor, manualSeed, noGrad, tidy, Tensor, Rng } from '../src';
 import { record } from '../src/autograd';
 import { copyInto } from '../src/nn';
@@ -64,12 +66,15 @@ interface CcResult {
   loraParams: number;
 }
 
+/** The trainers' default parameter dtype on a device. */
+const paramDtype = (device: string): DType => (device.startsWith('cuda') ? 'bfloat16' : 'float32');
+
 function ccSteps(preset: Preset, device: string, quick: boolean, warmup: number, reps: number): CcResult {
   const p = CC_PRESETS[preset];
   const B = quick ? 8 : 64, S = quick ? 16 : 64;
   const rng = new Rng(7, 3);
   manualSeed(11);
-  const enc = new LlamaEncoder(tinyLlamaConfig({ ...p, bosTokenId: 0, eosTokenId: 1, padTokenId: 2 }), { seed: 1, device, dtype: 'float32' });
+  const enc = new LlamaEncoder(tinyLlamaConfig({ ...p, bosTokenId: 0, eosTokenId: 1, padTokenId: 2 }), { seed: 1, device, dtype: paramDtype(device) });
   try {
     enc.train();
     // ---- MNTP: full-parameter training, as ccFinetune does for a from-scratch preset
@@ -134,8 +139,8 @@ function clipSteps(preset: Preset, device: string, quick: boolean, warmup: numbe
   const B = quick ? 16 : 256, micro = quick ? 8 : 64, embedDim = 256;
   const hidden = CC_PRESETS[preset].hiddenSize;
   manualSeed(13);
-  const vision = new ClipVisionEncoder(clipVisionPreset(preset, { projectionDim: embedDim }), { seed: 1, device, dtype: 'float32' });
-  const adapter = new TextAdapter(hidden, embedDim, { numBlocks: 4, seed: 2, device, dtype: 'float32' });
+  const vision = new ClipVisionEncoder(clipVisionPreset(preset, { projectionDim: embedDim }), { seed: 1, device, dtype: paramDtype(device) });
+  const adapter = new TextAdapter(hidden, embedDim, { numBlocks: 4, seed: 2, device, dtype: paramDtype(device) });
   const logitScale = tensor([Math.log(1 / 0.07)], [], { device }).setRequiresGrad(true);
   try {
     vision.requiresGrad_(true).train();
@@ -215,11 +220,12 @@ export function runTrainStep(o: BenchOptions): void {
   const svg = renderSvg([
     { kind: 'bar', title: 'ccFinetune step (stage 1)', xLabel: 'preset', yLabel: 'tokens/s', series: bars('tokens/s'), note: 'MNTP: B·S tokens; SimCSE: 2·B·S (GradCache runs each twice)' },
     { kind: 'bar', title: 'trainClip step (stage 2)', xLabel: 'ViT preset', yLabel: 'images/s', series: bars('images/s'), note: 'ViT + adapter + InfoNCE over the batch, micro-batched' },
-  ], { title: `training steps, forward + backward + AdamW (${device}, float32)` });
+  ], { title: `training steps, forward + backward + AdamW (${device}, ${paramDtype(device)})` });
   const files = writeResults('train-step', o, load, rows, {
     method: how,
     timing: `${warmup} warm-up step(s) excluded, median of ${reps} timed steps (each ending with the optimiser step; synchronised on a GPU)`,
-    inputs: 'random token ids (all positions real, no padding) and random pixels / caption features, prepared before timing; float32 parameters',
+    inputs: 'random token ids (all positions real, no padding) and random pixels / caption features, prepared before timing',
+    dtype: paramDtype(device),
     presets: Object.fromEntries(presets.map((p) => [p, { llama: CC_PRESETS[p], vit: clipVisionPreset(p, { projectionDim: 256 }) }])),
   }, svg);
   report(rows, files, load);
