@@ -16,11 +16,13 @@
 // allocation failure in the child also reads OOM. Pairs/s = N / (forward + backward).
 // With PyTorch on the CPU (Debian's python3-torch; skip with --no-baseline) one more
 // comparison at a fixed size: ours against PyTorch's materialised loss with autograd.
+// On CUDA, after the sweep: the fused loss in bfloat16 / float16 at large N, TFLOP/s against
+// the card's dense bf16 tensor-core rate (tensorCoreCases in the JSON).
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { getNumThreads, randn } from '../src';
+import { cuda, getNumThreads, ops, randn, DType, Tensor } from '../src';
 import { renderSvg, ChartSeries } from './chart';
 import { BenchOptions, LoadWatch, childPackage, machine, median, printTable, report, writeResults } from './harness';
 
@@ -238,6 +240,7 @@ export function runInfonce(o: BenchOptions): void {
   ], { title: `InfoNCE loss: fused vs materialised logits (${device})` });
 
   const torch = device === 'cpu' && !o.noBaseline ? torchComparison(quick) : null;
+  const tensorCores = onCuda ? tensorCoreCases(quick, device) : null;
   const files = writeResults('infonce', o, load, rows, {
     loss: `symmetric InfoNCE (CLIP), float32, scale ${SCALE}, inputs randn / sqrt(d), d=${d}`,
     sweep: { sizes: rows.map((r) => r.N), maxN, memoryBudgetBytes: Number.isFinite(budget) ? budget : null, fusedStoppedAt: stoppedAt },
@@ -247,6 +250,7 @@ export function runInfonce(o: BenchOptions): void {
     memory: 'native allocator peak (memoryStats().cpu / cuda.memoryStats) in the child: inputs a, b and the gradients included; OOM rows: predicted need (3 N x N float32 + vectors) over the budget, or an allocation failure',
     gradientCheck: gradCheck,
     torchComparison: torch,
+    tensorCoreCases: tensorCores,
     raw,
   }, svg);
   report(rows, files, load);
@@ -374,3 +378,83 @@ function writeInputs(N: number, d: number): [string, string] {
   return files;
 }
 
+// ---- --device cuda, after the sweep: the fused loss in bfloat16 / float16 against the tensor-core peak ----
+
+// Dense bfloat16 tensor-core peaks (TFLOP/s, without sparsity) of the GPUs the issue
+// targets, for the "% of peak" column; other GPUs get none.
+function bf16Peak(name: string): number | null {
+  if (/H100.*PCIe/i.test(name)) return 756;
+  if (/H100|H200|GH200/i.test(name)) return 989;
+  if (/A100/i.test(name)) return 312;
+  return null;
+}
+
+interface CudaCase {
+  N: number;
+  d: number;
+  dtype: DType;
+  reps: number;
+}
+
+/**
+ * The symmetric loss on a CUDA device: forward and backward timed separately (each
+ * followed by cuda.synchronize()), medians of warm calls after one cold call, TFLOP/s
+ * counting 8·N·M·d, and the allocator's peak above the inputs. The issue's target:
+ * bfloat16 at N = M = 65536, d = 1024, >= 50% of the dense bf16 tensor rate.
+ */
+function tensorCoreCases(quick: boolean, device: string): { peakTflops: number | null; flopFormula: string; rows: Record<string, string | number>[] } {
+  const name = cuda.deviceName(device.includes(':') ? Number(device.split(':')[1]) : 0);
+  const peak = bf16Peak(name);
+  const cases: CudaCase[] = quick
+    ? [{ N: 1024, d: 128, dtype: 'bfloat16', reps: 3 }, { N: 1024, d: 128, dtype: 'float32', reps: 3 }]
+    : [
+      { N: 16384, d: 1024, dtype: 'float32', reps: 3 },
+      { N: 16384, d: 1024, dtype: 'bfloat16', reps: 5 },
+      { N: 65536, d: 1024, dtype: 'bfloat16', reps: 3 },
+      { N: 65536, d: 1024, dtype: 'float16', reps: 3 },
+    ];
+  const rows: Record<string, string | number>[] = [];
+  const now = () => Number(process.hrtime.bigint()) / 1e9;
+  for (const c of cases) {
+    const a = randn([c.N, c.d], { seed: 1, std: 1 / Math.sqrt(c.d), dtype: c.dtype, device });
+    const b = randn([c.N, c.d], { seed: 2, std: 1 / Math.sqrt(c.d), dtype: c.dtype, device });
+    cuda.synchronize(device);
+    const base = cuda.memoryStats(device).allocatedBytes;
+    const fwd: number[] = [], bwd: number[] = [];
+    let loss = NaN, peakBytes = 0;
+    for (let r = 0; r <= c.reps; r++) {
+      const t0 = now();
+      const f = ops.infoNCE(a, b, { scale: SCALE, symmetric: true });
+      cuda.synchronize(device);
+      const t1 = now();
+      const g = ops.infoNCEBackward(a, b, { scale: SCALE, symmetric: true, lseRows: f.lseRows, lseCols: f.lseCols });
+      cuda.synchronize(device);
+      const t2 = now();
+      if (r === 0) {
+        loss = f.loss.item();
+        peakBytes = cuda.memoryStats(device).peakAllocatedBytes - base;
+      } else {
+        fwd.push(t1 - t0);
+        bwd.push(t2 - t1);
+      }
+      for (const t of [f.loss, f.lseRows, f.lseCols, g.da, g.db, g.dScale] as (Tensor | null)[]) t?.dispose();
+    }
+    a.dispose();
+    b.dispose();
+    const tf = median(fwd), tb = median(bwd), flops = 8 * c.N * c.N * c.d;
+    const row: Record<string, string | number> = {
+      case: `N=M=${c.N} d=${c.d}`,
+      dtype: c.dtype,
+      'fwd ms': tf * 1e3,
+      'bwd ms': tb * 1e3,
+      'TFLOP/s': flops / (tf + tb) / 1e12,
+      '% bf16 peak': peak && c.dtype !== 'float32' ? (100 * flops) / (tf + tb) / 1e12 / peak : 'n/a',
+      'peak +MiB (process high-water above inputs)': peakBytes / MiB,
+      loss,
+    };
+    rows.push(row);
+    console.log(`done: ${row.case} ${c.dtype}`);
+  }
+  printTable(rows);
+  return { peakTflops: peak, flopFormula: '8*N*M*d (the kernels do 10NMd: S is recomputed once per side)', rows };
+}

@@ -166,11 +166,11 @@ function clipSteps(preset: Preset, device: string, quick: boolean, warmup: numbe
       });
       opt.step();
       opt.zeroGrad();
-      noGrad(() => {
+      noGrad(() => tidy(() => {
         const ls = logitScale.item();
         const c = Math.min(Math.log(100), Math.max(0, ls));
         if (c !== ls) copyInto(logitScale, tensor([c], []));
-      });
+      }));
       return loss;
     }, warmup, reps, device);
     opt.dispose();

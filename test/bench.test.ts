@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { cuda, Llm2ClipError } from '../src';
+import { cuda, memoryStats, Llm2ClipError } from '../src';
 import { runBench } from '../bench';
 import { renderSvg, escapeXml, formatNumber } from '../bench/chart';
 
@@ -160,8 +160,10 @@ describe('bench suites (--quick)', () => {
     expect(text).toContain('OOM');
   });
 
-  test('train-step', async () => {
+  test('train-step (and no tensor left alive by it)', async () => {
+    const live = memoryStats().liveTensors;
     expect(await runBench(['train-step', '--quick', '--out', out])).toBe(0);
+    expect(memoryStats().liveTensors).toBe(live);
     const { j, text } = read('train-step');
     expect(j.rows.map((r: { stage: string }) => r.stage)).toEqual(['ccFinetune MNTP', 'ccFinetune SimCSE', 'trainClip']);
     for (const r of j.rows) {
