@@ -9,7 +9,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { ops, randn, getNumThreads, DType } from '../src';
-import { machine, median, printTable, resultsDir, timeIt, writeResult } from './harness';
+import { renderSvg, ChartSeries } from './chart';
+import { BenchOptions, LoadWatch, machine, median, report, sync, timeIt, writeResults } from './harness';
 
 const PYTHON = '/usr/bin/python3';
 
@@ -74,12 +75,12 @@ function baselineTimes(c: Case, mode: 'fwd' | 'fwdbwd', reps: number): number[] 
   return r.stdout.trim().split('\n').map(Number);
 }
 
-export function runAttention(args: string[]): void {
-  const quick = args.includes('--quick');
-  if (args.includes('--device') && args[args.indexOf('--device') + 1] !== 'cpu')
-    throw new Error('bench attention: this suite times the CPU kernels (--device cpu); on a GPU use bash bench/gpu/run.sh');
-  const torchVersion = baselineAvailable();
-  if (!torchVersion) console.log(`baseline: PyTorch not found (${PYTHON} -c 'import torch' failed); ours only`);
+/** The attention suite (see the file comment); on a GPU ours alone (the baseline is CPU PyTorch). */
+export function runAttention(o: BenchOptions): void {
+  const { quick, device } = o;
+  const load = new LoadWatch();
+  const torchVersion = device === 'cpu' && !o.noBaseline ? baselineAvailable() : null;
+  if (!torchVersion && device === 'cpu' && !o.noBaseline) console.log(`baseline: PyTorch not found (${PYTHON} -c 'import torch' failed); ours only`);
   const cases: Case[] = quick
     ? [
         { name: 'quick', B: 1, S: 128, Hq: 2, Hkv: 2, D: 64, dtype: 'float32', causal: false, reps: 5, baselineReps: 3 },
@@ -94,19 +95,21 @@ export function runAttention(args: string[]): void {
   const rows: Record<string, string | number>[] = [];
   for (const c of cases) {
     const fwdFlops = 4 * c.B * c.Hq * c.S * c.S * c.D;
-    const q = randn([c.B, c.S, c.Hq, c.D], { dtype: c.dtype, seed: 1 });
-    const k = randn([c.B, c.S, c.Hkv, c.D], { dtype: c.dtype, seed: 2 });
-    const v = randn([c.B, c.S, c.Hkv, c.D], { dtype: c.dtype, seed: 3 });
-    const dO = randn([c.B, c.S, c.Hq, c.D], { dtype: c.dtype, seed: 4 });
+    const q = randn([c.B, c.S, c.Hq, c.D], { dtype: c.dtype, seed: 1, device });
+    const k = randn([c.B, c.S, c.Hkv, c.D], { dtype: c.dtype, seed: 2, device });
+    const v = randn([c.B, c.S, c.Hkv, c.D], { dtype: c.dtype, seed: 3, device });
+    const dO = randn([c.B, c.S, c.Hq, c.D], { dtype: c.dtype, seed: 4, device });
     const opts = { causal: c.causal };
     const fwd = () => {
       const r = ops.attention(q, k, v, opts);
+      sync(device);
       r.out.dispose();
       r.lse.dispose();
     };
     const fwdBwd = () => {
       const r = ops.attention(q, k, v, opts);
       const g = ops.attentionBackward(dO, q, k, v, r.out, r.lse, opts);
+      sync(device);
       for (const t of [r.out, r.lse, g.dq, g.dk, g.dv]) t.dispose();
     };
     for (const [mode, fn, flops] of [['fwd', fwd, fwdFlops], ['fwd+bwd', fwdBwd, 3.5 * fwdFlops]] as const) {
@@ -135,24 +138,29 @@ export function runAttention(args: string[]): void {
     }
     for (const t of [q, k, v, dO]) t.dispose();
   }
-  printTable(rows);
   const bar = rows.find((r) => r.case === 'issue' && r.pass === 'fwd+bwd');
-  if (bar) console.log(`\nissue bar (fwd+bwd, B4 S512 H8 D64 float32): ${Number(bar['GFLOP/s']).toFixed(1)} GFLOP/s, need >= 60 (5x PyTorch's ~12)`);
-  const file = writeResult('attention', {
-    device: 'cpu',
+  if (bar) console.log(`issue bar (fwd+bwd, B4 S512 H8 D64 float32): ${Number(bar['GFLOP/s']).toFixed(1)} GFLOP/s, need >= 60 (5x PyTorch's ~12)`);
+  const cat = (r: Record<string, string | number>) => `${r.case}, ${r.pass}`;
+  const series: ChartSeries[] = [{ name: `ours (${device})`, points: rows.map((r) => ({ x: cat(r), y: r['GFLOP/s'] as number })) }];
+  if (rows.some((r) => typeof r['torch GFLOP/s'] === 'number'))
+    series.push({ name: `PyTorch ${torchVersion} (materialised)`, points: rows.map((r) => ({ x: cat(r), y: typeof r['torch GFLOP/s'] === 'number' ? r['torch GFLOP/s'] : null })) });
+  const svg = renderSvg({
+    kind: 'bar', title: `fused attention, GFLOP/s on ${device}`, xLabel: 'case, pass', yLabel: 'GFLOP/s', yLog: true, series,
+    width: Math.max(640, 110 * rows.length + 220), note: rows.map((r, i) => (i % 2 ? '' : `${r.case}: ${r.shape}`)).filter(Boolean).join('; '),
+  });
+  const files = writeResults('attention', o, load, rows, {
     flopFormula: 'forward 4*B*Hq*S^2*D; forward+backward 3.5x that (causal counted as full)',
     timing: 'median of repetitions after one warm-up; ours and the baseline alternate in two rounds',
     baseline: torchVersion
       ? `PyTorch ${torchVersion} (${PYTHON}) materialised: (q@k^T)*scale [masked_fill], softmax, @v, autograd backward; GQA by repeat_interleave; torch.set_num_threads(${getNumThreads()}); same dtype as ours`
       : null,
-    rows,
-  });
-  console.log(`\nwrote ${file}`);
-  if (!quick) console.log(`wrote ${writeMarkdown(rows, torchVersion)}`);
+  }, svg);
+  report(rows, files, load);
+  if (!quick && device === 'cpu') console.log(`wrote ${writeMarkdown(rows, torchVersion, o.out)}`);
 }
 
 // bench/results/attention.md: the table of this run plus how it was measured.
-function writeMarkdown(rows: Record<string, string | number>[], torchVersion: string | null): string {
+function writeMarkdown(rows: Record<string, string | number>[], torchVersion: string | null, out: string): string {
   const m = machine();
   const num = (v: string | number | undefined, d = 1) => (typeof v === 'number' ? v.toFixed(d) : v ?? '');
   const lines = [
@@ -184,7 +192,7 @@ function writeMarkdown(rows: Record<string, string | number>[], torchVersion: st
     'bfloat16 inputs take the AVX512_BF16 pair kernels for Q·Kᵀ and dO·Vᵀ.',
     '',
   ];
-  const file = path.join(resultsDir(), 'attention.md');
+  const file = path.join(out, 'attention.md');
   fs.writeFileSync(file, lines.join('\n'));
   return file;
 }

@@ -5,7 +5,8 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import { ops, randn, getNumThreads, Tensor, DType } from '../src';
-import { median, printTable, timeIt, writeResult } from './harness';
+import { renderSvg, ChartSeries } from './chart';
+import { BenchOptions, LoadWatch, median, report, sync, timeIt, writeResults } from './harness';
 
 const OPENBLAS = '/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3';
 
@@ -43,9 +44,10 @@ interface Case {
   baseline: boolean;
 }
 
-export function runGemm(args: string[]): void {
-  const device = args.includes('--device') ? args[args.indexOf('--device') + 1] : 'cpu';
-  const quick = args.includes('--quick');
+/** The gemm suite (see the file comment). */
+export function runGemm(o: BenchOptions): void {
+  const { device, quick } = o;
+  const load = new LoadWatch();
   const sizes = quick ? [256, 512] : [256, 512, 1024, 2048];
   const cases: Case[] = [];
   for (const n of sizes) cases.push({ n, dtype: 'float32', baseline: device === 'cpu' });
@@ -55,20 +57,20 @@ export function runGemm(args: string[]): void {
     cases.push({ n, dtype: 'bfloat16', baseline: false });
     cases.push({ n, dtype: 'float16', baseline: false });
   }
-  const haveBaseline = device === 'cpu' && baselineAvailable();
-  if (device === 'cpu' && !haveBaseline)
+  const haveBaseline = device === 'cpu' && !o.noBaseline && baselineAvailable();
+  if (device === 'cpu' && !o.noBaseline && !haveBaseline)
     console.log(`baseline: OpenBLAS via numpy not found (run ../shared/tools/openblas-sgemm.sh once to install it)`);
   const rows: Record<string, string | number>[] = [];
   for (const c of cases) {
     const flops = 2 * c.n ** 3;
-    const reps = c.n >= 2048 ? 5 : c.n >= 1024 ? 9 : 21;
+    const reps = quick ? 3 : c.n >= 2048 ? 5 : c.n >= 1024 ? 9 : 21;
     const a = randn([c.n, c.n], { dtype: c.dtype, device, seed: 1 });
     const b = randn([c.n, c.n], { dtype: c.dtype, device, seed: 2 });
     let out: Tensor | undefined;
     const ours = () => {
       out?.dispose();
       out = ops.matmul(a, b, { transA: c.transA, transB: c.transB });
-      if (device !== 'cpu') out.toArray().length; // wait for the device
+      sync(device); // wait for the device
     };
     const oursT: number[] = [];
     const baseT: number[] = [];
@@ -85,6 +87,7 @@ export function runGemm(args: string[]): void {
     const row: Record<string, string | number> = {
       case: `${c.dtype}${c.transA ? ' Aᵀ' : ''}${c.transB ? ' Bᵀ' : ''}`,
       size: `${c.n}³`,
+      n: c.n,
       'GFLOP/s': g,
     };
     if (baseT.length) {
@@ -94,13 +97,24 @@ export function runGemm(args: string[]): void {
     }
     rows.push(row);
   }
-  printTable(rows);
-  const file = writeResult(device === 'cpu' ? 'gemm' : `gemm-${device.replace(':', '')}`, {
-    device,
+  // Chart: GFLOP/s against the size, one line per case (and the baseline's).
+  const series = new Map<string, ChartSeries>();
+  const add = (name: string, x: number, y: number) => {
+    if (!series.has(name)) series.set(name, { name, points: [] });
+    series.get(name)!.points.push({ x, y });
+  };
+  for (const r of rows) {
+    add(`ours ${r.case}`, r.n as number, r['GFLOP/s'] as number);
+    if (typeof r['OpenBLAS GFLOP/s'] === 'number') add('OpenBLAS sgemm (numpy)', r.n as number, r['OpenBLAS GFLOP/s']);
+  }
+  const svg = renderSvg({
+    kind: 'line', title: `matmul GFLOP/s on ${device}`, xLabel: 'square size N (N³ GEMM)', yLabel: 'GFLOP/s',
+    xScale: 'log2', series: [...series.values()], width: 640, note: 'GFLOP/s = 2·N³ / median time',
+  });
+  const files = writeResults('gemm', o, load, rows, {
     flopFormula: '2*M*N*K',
     timing: 'median of repetitions after one warm-up; ours and the baseline alternate in two rounds',
     baseline: haveBaseline ? `OpenBLAS sgemm (${OPENBLAS}) via numpy, AVX-512 kernel, ${getNumThreads()} threads` : null,
-    rows,
-  });
-  console.log(`\nwrote ${file}`);
+  }, svg);
+  report(rows, files, load);
 }

@@ -1,56 +1,323 @@
 // bench/infonce.ts: the `infonce` suite. The symmetric InfoNCE (CLIP) loss, forward +
-// backward, float32: ours (ops.infoNCE + ops.infoNCEBackward, streaming, no logits matrix)
-// beside the materialised loss in PyTorch 1.13 on the CPU (Debian's python3-torch,
-// torch.set_num_threads(our thread count)) on the same data, in the same run, alternating:
-//   L = scale * a @ b.T; loss = (cross_entropy(L, arange) + cross_entropy(L.T, arange)) / 2;
-//   loss.backward()
-// Both sides run in a child process each time so that memory growth is measured cleanly:
-// ours as the native allocator's peak above the inputs and the process's peak RSS above
-// its RSS before the first call (VmHWM after resetting it through /proc/self/clear_refs),
-// torch as ru_maxrss after its first step minus before. Times: medians of warm calls.
-// --device cuda: ours alone on the GPU (float32 / bfloat16 / float16), TFLOP/s and the
-// share of the dense bf16 tensor rate (runInfonceCuda below).
+// backward, float32, over a sweep of batch sizes N = M = 1k, 2k, 4k, ... up to the largest
+// that fits (the memory budget: --mem-budget GiB on the CPU, default a quarter of the
+// machine's memory; the GPU's free memory on CUDA) or --max-n, for two implementations in
+// the same run, alternating size by size:
+//   fused:        ops.infoNCE + ops.infoNCEBackward (streaming, the N x N logits never stored);
+//   materialised: the textbook loss on our own kernels: L = scale·a·bᵀ (N x N), row and
+//                 column softmax (softmax of Lᵀ), loss = −mean log diag, and the gradient
+//                 dL = (P_rows + P_colsᵀ − 2I)·scale/2N applied as da = dL·b, db = dLᵀ·a
+//                 (peak ~3 N x N float32 matrices).
+// Each (size, implementation) runs in its own child process, so the native allocator's
+// peak (memoryStats(), inputs and gradients included) is that case's alone; times are the
+// medians of warm calls after one cold call. Where the materialised loss needs more than
+// the budget the row says OOM (predicted from its N x N matrices, never run: an
+// over-committed CPU process would be killed by the kernel, not fail cleanly); on CUDA an
+// allocation failure in the child also reads OOM. Pairs/s = N / (forward + backward).
+// With PyTorch on the CPU (Debian's python3-torch; skip with --no-baseline) one more
+// comparison at a fixed size: ours against PyTorch's materialised loss with autograd.
+// On CUDA, after the sweep: the fused loss in bfloat16 / float16 at large N, TFLOP/s against
+// the card's dense bf16 tensor-core rate (tensorCoreCases in the JSON).
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { cuda, getNumThreads, ops, randn, DType, Tensor } from '../src';
-import { machine, median, printTable, resultsDir, writeResult } from './harness';
+import { renderSvg, ChartSeries } from './chart';
+import { BenchOptions, LoadWatch, childPackage, machine, median, printTable, report, writeResults } from './harness';
 
 const SCALE = 50;
+const MiB = 2 ** 20;
+const GiB = 2 ** 30;
 
-// Runs in a child node process: argv N d reps scale symmetric.
-const OURS_JS = `
-const fs = require('fs');
-const L = require(process.env.L2C_SRC);
-const [N, d, reps, scale] = process.argv.slice(1, 5).map(Number);
-const sym = process.argv[5] === '1';
-const st = (k) => Number(new RegExp(k + ':\\\\s+(\\\\d+)').exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]) * 1024;
-const a = L.randn([N, d], { seed: 1, std: 1 / Math.sqrt(d) }), b = L.randn([N, d], { seed: 2, std: 1 / Math.sqrt(d) });
+// Runs in a child node process: argv method N d reps scale device.
+const CHILD_JS = `
+const L = require(process.env.L2C_ENTRY);
+const [method, Ns, ds, repsS, scaleS, device] = process.argv.slice(1);
+const N = Number(Ns), d = Number(ds), reps = Number(repsS), scale = Number(scaleS);
+const onCuda = device.startsWith('cuda');
+const stats = () => (onCuda ? L.cuda.memoryStats(device) : L.memoryStats().cpu);
+const sync = () => { if (onCuda) L.cuda.synchronize(device); };
 const now = () => Number(process.hrtime.bigint()) / 1e9;
-function step(times) {
+const free = (...ts) => { for (const t of ts) if (t) t.dispose(); };
+const out = { method, N, d, ok: true };
+let a, b;
+function fused(keepGrad) {
   const t0 = now();
-  const f = L.ops.infoNCE(a, b, { scale, symmetric: sym });
+  const f = L.ops.infoNCE(a, b, { scale, symmetric: true });
+  sync();
   const t1 = now();
-  const g = L.ops.infoNCEBackward(a, b, { scale, symmetric: sym, lseRows: f.lseRows, lseCols: f.lseCols });
-  const loss = f.loss.item(), ds = g.dScale.item();
+  const g = L.ops.infoNCEBackward(a, b, { scale, symmetric: true, lseRows: f.lseRows, lseCols: f.lseCols });
+  sync();
   const t2 = now();
-  if (times) { times.fwd.push(t1 - t0); times.bwd.push(t2 - t1); times.total.push(t2 - t0); }
-  for (const t of [f.loss, f.lseRows, f.lseCols, g.da, g.db, g.dScale]) if (t) t.dispose();
-  return loss;
+  const loss = f.loss.item();
+  free(f.loss, f.lseRows, f.lseCols, g.dScale, keepGrad ? null : g.da, keepGrad ? null : g.db);
+  return { loss, fwd: t1 - t0, bwd: t2 - t1, da: keepGrad ? g.da : null };
 }
-const nat0 = L.memoryStats().cpu.allocatedBytes;
-let canReset = true;
-try { fs.writeFileSync('/proc/self/clear_refs', '5'); } catch { canReset = false; }
-const rss0 = st('VmRSS'), t0 = now();
-const loss = step(null);
-const cold = now() - t0;
-const rssGrowth = canReset ? st('VmHWM') - rss0 : null;
-const nativeGrowth = L.memoryStats().cpu.peakAllocatedBytes - nat0;
-const times = { fwd: [], bwd: [], total: [] };
-for (let i = 0; i < reps; i++) step(times);
-console.log(JSON.stringify({ loss, cold, rssGrowth, nativeGrowth, ...times }));
+// sum of log P[i][i] of an N x N softmax (the loss; read in the cold call only)
+function diagLog(P) {
+  let s = 0;
+  if (!onCuda) { const v = P.view(); for (let i = 0; i < N; i++) s += Math.log(v[i * N + i]); return s; }
+  const rows = Math.max(1, Math.floor(2 ** 22 / N));
+  for (let r0 = 0; r0 < N; r0 += rows) {
+    const r1 = Math.min(N, r0 + rows), blk = L.ops.slice(P, 0, r0, r1), v = blk.toArray();
+    blk.dispose();
+    for (let i = r0; i < r1; i++) s += Math.log(v[(i - r0) * N + i]);
+  }
+  return s;
+}
+function materialised(withLoss, keepGrad) {
+  const t0 = now();
+  const L0 = L.ops.matmul(a, b, { transB: true });
+  const Ls = L.ops.scale(L0, scale); free(L0);
+  const Pr = L.ops.softmax(Ls);
+  const Lt = L.ops.transpose(Ls, 0, 1); free(Ls);
+  const Pc = L.ops.softmax(Lt); free(Lt);
+  sync();
+  const t1 = now();
+  const loss = withLoss ? -(diagLog(Pr) + diagLog(Pc)) / (2 * N) : NaN;
+  const t2 = now();
+  const Pct = L.ops.transpose(Pc, 0, 1); free(Pc);
+  const G = L.ops.add(Pr, Pct); free(Pr, Pct);
+  const Gb = L.ops.matmul(G, b), Gta = L.ops.matmul(G, a, { transA: true }); free(G);
+  const b2 = L.ops.scale(b, 2), a2 = L.ops.scale(a, 2);
+  const ta = L.ops.sub(Gb, b2), tb = L.ops.sub(Gta, a2); free(Gb, Gta, b2, a2);
+  const c = scale / (2 * N);
+  const da = L.ops.scale(ta, c), db = L.ops.scale(tb, c); free(ta, tb);
+  sync();
+  const t3 = now();
+  free(db, keepGrad ? null : da);
+  return { loss, fwd: t1 - t0, bwd: t3 - t2, da: keepGrad ? da : null };
+}
+try {
+  a = L.randn([N, d], { seed: 1, std: 1 / Math.sqrt(d), device });
+  b = L.randn([N, d], { seed: 2, std: 1 / Math.sqrt(d), device });
+  sync();
+  out.inputBytes = stats().allocatedBytes;
+  const step = method === 'fused' ? fused : (keep) => materialised(true, keep);
+  const check = method !== 'fused' && N <= 4096;
+  const t0 = now();
+  const cold = step(check);
+  out.cold = now() - t0;
+  out.peakBytes = stats().peakAllocatedBytes;
+  out.loss = cold.loss;
+  if (check) {  // the baseline computes the same gradient as the fused kernels
+    const f = fused(true);
+    const x = cold.da.toArray(), y = f.da.toArray();
+    let num = 0, den = 0;
+    for (let i = 0; i < x.length; i++) { num = Math.max(num, Math.abs(x[i] - y[i])); den = Math.max(den, Math.abs(y[i])); }
+    out.gradRelDiff = num / den;
+    free(cold.da, f.da);
+  }
+  out.fwd = []; out.bwd = []; out.total = [];
+  const run = method === 'fused' ? () => fused(false) : () => materialised(false, false);
+  for (let i = 0; i < reps; i++) { const r = run(); out.fwd.push(r.fwd); out.bwd.push(r.bwd); out.total.push(r.fwd + r.bwd); }
+  free(a, b);
+} catch (e) {
+  if (!(e && e.code === 'OUT_OF_MEMORY')) throw e;
+  out.ok = false; out.oom = true; out.message = String(e.message);
+}
+console.log(JSON.stringify(out));
 `;
+
+type Method = 'fused' | 'materialised';
+
+interface ChildRun {
+  method: Method;
+  N: number;
+  d: number;
+  ok: boolean;
+  oom?: boolean;
+  message?: string;
+  inputBytes?: number;
+  peakBytes?: number;
+  cold?: number;
+  loss?: number;
+  gradRelDiff?: number;
+  fwd?: number[];
+  bwd?: number[];
+  total?: number[];
+}
+
+function runChild(method: Method, N: number, d: number, reps: number, device: string): ChildRun {
+  const pkg = childPackage();
+  const r = spawnSync(process.execPath, ['-e', CHILD_JS, method, String(N), String(d), String(reps), String(SCALE), device], {
+    encoding: 'utf8', env: { ...pkg.env, L2C_ENTRY: pkg.entry }, maxBuffer: 1 << 24,
+  });
+  if (r.status !== 0) throw new Error(`bench infonce: the ${method} child (N=${N}) failed (status ${r.status}, signal ${r.signal}): ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildRun;
+}
+
+/** Bytes a case needs, roughly: inputs and gradients (4·N·d floats), plus 3 N x N matrices for the materialised loss. */
+function predictBytes(method: Method, N: number, d: number): number {
+  const vecs = 4 * N * d * 4;
+  return method === 'fused' ? vecs + 16 * N : vecs + 2 * N * d * 4 + 3 * N * N * 4;
+}
+
+/** Free memory of a GPU in bytes from nvidia-smi, or null. */
+function gpuFreeBytes(device: string): number | null {
+  const idx = device.split(':')[1] ?? '0';
+  const r = spawnSync('nvidia-smi', ['--query-gpu=memory.free', '--format=csv,noheader,nounits', '-i', idx], { encoding: 'utf8' });
+  const v = r.status === 0 ? Number(r.stdout.trim()) : NaN;
+  return Number.isFinite(v) ? v * MiB : null;
+}
+
+const fmtGiB = (b: number) => `${(b / GiB).toFixed(b < 10 * GiB ? 1 : 0)} GiB`;
+
+/** The infonce suite (see the file comment). */
+export function runInfonce(o: BenchOptions): void {
+  const { device, quick } = o;
+  const load = new LoadWatch();
+  const onCuda = device.startsWith('cuda');
+  const d = quick ? 64 : 256;
+  const maxN = o.maxN ?? (quick ? 2048 : onCuda ? 262144 : 65536);
+  const budget = o.memBudget ?? (onCuda ? gpuFreeBytes(device) ?? Infinity : Math.floor(os.totalmem() / 4));
+  const budgetText = Number.isFinite(budget) ? fmtGiB(budget) : 'the GPU (no nvidia-smi: allocation failures decide)';
+  console.log(`infonce sweep on ${device}: d=${d}, N = 1k.. ${maxN}, memory budget ${budgetText}`);
+  const sizes: number[] = [];
+  for (let n = 1024; n <= maxN; n *= 2) sizes.push(n);
+  if (!sizes.length) sizes.push(maxN);
+  const rows: Record<string, string | number | null>[] = [];
+  const raw: ChildRun[] = [];
+  let baselineOom = false;
+  let stoppedAt: number | null = null;
+  for (const N of sizes) {
+    if (predictBytes('fused', N, d) > budget) {
+      stoppedAt = N;
+      break;
+    }
+    const reps = quick ? 2 : N <= 8192 ? 5 : N <= 16384 ? 3 : N <= 32768 ? 2 : 1;
+    const f = runChild('fused', N, d, reps, device);
+    raw.push(f);
+    if (!f.ok) {
+      stoppedAt = N;
+      break;
+    }
+    const need = predictBytes('materialised', N, d);
+    let m: ChildRun | null = null;
+    let oomWhy = '';
+    if (baselineOom) oomWhy = 'OOM (a smaller N already did)';
+    else if (need > budget) oomWhy = `OOM (needs ~${fmtGiB(need)} > ${fmtGiB(budget)})`;
+    else {
+      m = runChild('materialised', N, d, reps, device);
+      raw.push(m);
+      if (!m.ok) oomWhy = 'OOM (allocation failed)';
+    }
+    if (oomWhy) baselineOom = true;
+    const tf = median(f.total!);
+    const row: Record<string, string | number | null> = {
+      N, d,
+      'fused s': tf,
+      'fused pairs/s': N / tf,
+      'fused peak MiB': f.peakBytes! / MiB,
+      'materialised s': oomWhy ? 'OOM' : median(m!.total!),
+      'materialised pairs/s': oomWhy ? 'OOM' : N / median(m!.total!),
+      'materialised peak MiB': oomWhy ? oomWhy : m!.peakBytes! / MiB,
+      speedup: oomWhy ? null : median(m!.total!) / tf,
+      'loss rel diff': oomWhy ? null : Math.abs(m!.loss! - f.loss!) / Math.abs(f.loss!),
+    };
+    rows.push(row);
+    console.log(`done: N=${N}${oomWhy ? ` (materialised ${oomWhy})` : ''}`);
+  }
+  if (stoppedAt !== null) console.log(`the fused loss stops at N=${stoppedAt}: it does not fit ${budgetText}`);
+  const gradCheck = raw.find((r) => r.gradRelDiff !== undefined)?.gradRelDiff ?? null;
+  if (gradCheck !== null) console.log(`materialised vs fused gradient (da), max |diff| / max |da| at N=${raw.find((r) => r.gradRelDiff !== undefined)!.N}: ${gradCheck.toExponential(2)}`);
+
+  // The chart: pairs/s and peak memory against N, OOM marked on the baseline.
+  const num = (v: string | number | null) => (typeof v === 'number' ? v : null);
+  const series = (key: string, mKey: string): ChartSeries[] => [
+    { name: 'fused (streaming)', points: rows.map((r) => ({ x: r.N as number, y: num(r[key]) })) },
+    {
+      name: 'materialised N x N', dashed: true,
+      points: rows.map((r) => ({ x: r.N as number, y: num(r[mKey]), mark: typeof r[mKey] === 'string' ? 'OOM' : undefined })),
+    },
+  ];
+  const mem = series('fused peak MiB', 'materialised peak MiB');
+  if (Number.isFinite(budget)) mem.push({ name: 'memory budget', color: '#888', dashed: true, points: rows.map((r) => ({ x: r.N as number, y: budget / MiB })) });
+  const svg = renderSvg([
+    { kind: 'line', title: 'throughput', xLabel: 'batch size N (= M)', yLabel: 'pairs/s (fwd+bwd)', xScale: 'log2', yLog: true, series: series('fused pairs/s', 'materialised pairs/s'), note: `symmetric InfoNCE, float32, d=${d}, ${device}` },
+    { kind: 'line', title: 'peak memory', xLabel: 'batch size N (= M)', yLabel: 'allocator peak MiB', xScale: 'log2', yLog: true, series: mem, note: `budget ${budgetText}; OOM: the N x N logits do not fit` },
+  ], { title: `InfoNCE loss: fused vs materialised logits (${device})` });
+
+  const torch = device === 'cpu' && !o.noBaseline ? torchComparison(quick) : null;
+  const tensorCores = onCuda ? tensorCoreCases(quick, device) : null;
+  const files = writeResults('infonce', o, load, rows, {
+    loss: `symmetric InfoNCE (CLIP), float32, scale ${SCALE}, inputs randn / sqrt(d), d=${d}`,
+    sweep: { sizes: rows.map((r) => r.N), maxN, memoryBudgetBytes: Number.isFinite(budget) ? budget : null, fusedStoppedAt: stoppedAt },
+    fused: 'ops.infoNCE + ops.infoNCEBackward (no logits matrix)',
+    materialised: 'ops.matmul (a·bᵀ) -> ops.scale -> ops.softmax of L and of transpose(L) -> dL = (P + Pcᵀ − 2I)·scale/2N -> da = dL·b, db = dLᵀ·a (ops.matmul); the loss (−mean log diag) read in the cold call only',
+    timing: 'medians of warm calls (forward + backward, synchronised) after one cold call; each (N, implementation) in its own child process, the two alternating size by size',
+    memory: 'native allocator peak (memoryStats().cpu / cuda.memoryStats) in the child: inputs a, b and the gradients included; OOM rows: predicted need (3 N x N float32 + vectors) over the budget, or an allocation failure',
+    gradientCheck: gradCheck,
+    torchComparison: torch,
+    tensorCoreCases: tensorCores,
+    raw,
+  }, svg);
+  report(rows, files, load);
+  if (torch) {
+    console.log('\nPyTorch comparison (materialised loss with autograd, same data, same threads):');
+    printTable([torch.row]);
+  }
+  if (!quick && device === 'cpu') {
+    const m = machine();
+    const cell = (v: string | number | null | undefined) => (typeof v === 'number' ? v.toPrecision(3) : v ?? '');
+    const keys = Object.keys(rows[0] ?? {});
+    const md = [
+      '# infonce: fused streaming InfoNCE / CLIP loss against the materialised loss (CPU)',
+      '',
+      `${m.cpu}, ${m.cores} cores, ${m.threads} threads, ${m.isa}, ${m.memoryGiB} GiB; Node ${m.node}; ${new Date().toISOString()};`,
+      `1-minute load average ${load.text()} (other jobs share the cores). \`npm run bench -- infonce\`; see infonce.json / infonce.svg.`,
+      '',
+      `Symmetric loss, float32, scale ${SCALE}, d = ${d}, forward + backward. Memory budget ${budgetText}.`,
+      'Fused: ops.infoNCE + ops.infoNCEBackward. Materialised: the N x N logits, row and column softmax and the',
+      'gradient through them on our own kernels (see the comment in bench/infonce.ts). Peak: native allocator,',
+      'inputs and gradients included, one child process per case. OOM: the materialised loss would need more than',
+      'the budget (not run).',
+      '',
+      '| ' + keys.join(' | ') + ' |',
+      '| ' + keys.map(() => '---').join(' | ') + ' |',
+      ...rows.map((r) => '| ' + keys.map((k) => cell(r[k])).join(' | ') + ' |'),
+      '',
+      gradCheck !== null ? `Gradient check (materialised vs fused da, max |diff| / max |da|): ${gradCheck.toExponential(2)}.` : '',
+      '',
+      ...(torch ? ['PyTorch comparison (materialised loss with autograd, same data, same thread count, alternating):', '', '| ' + Object.keys(torch.row).join(' | ') + ' |', '| ' + Object.keys(torch.row).map(() => '---').join(' | ') + ' |', '| ' + Object.values(torch.row).map(cell).join(' | ') + ' |', ''] : []),
+    ].join('\n');
+    fs.writeFileSync(path.join(o.out, 'infonce.md'), md);
+    console.log(`wrote ${path.join(o.out, 'infonce.md')}`);
+  }
+}
+
+/** Ours (fused, child) against PyTorch's materialised loss at one size, alternating two rounds. */
+function torchComparison(quick: boolean): { version: string; row: Record<string, string | number> } | null {
+  if (!torchAvailable()) {
+    console.log('baseline: PyTorch (/usr/bin/python3 with torch and numpy) not found; skipping the PyTorch comparison');
+    return null;
+  }
+  const N = quick ? 1024 : 8192, d = quick ? 128 : 512, reps = quick ? 2 : 3;
+  const files = writeInputs(N, d);
+  const ours: ChildRun[] = [], base: TorchRun[] = [];
+  try {
+    for (let r = 0; r < (quick ? 1 : 2); r++) {
+      ours.push(runChild('fused', N, d, reps, 'cpu'));
+      base.push(runTorch(N, d, reps, files[0], files[1]));
+    }
+  } finally {
+    fs.rmSync(path.dirname(files[0]), { recursive: true, force: true });
+  }
+  const tOurs = median(ours.flatMap((x) => x.total!)), tBase = median(base.flatMap((x) => x.total));
+  return {
+    version: base[0].version,
+    row: {
+      case: `N=M=${N} d=${d}`,
+      'ours s': tOurs,
+      'ours peak +MiB (allocator, above inputs)': Math.max(...ours.map((x) => x.peakBytes! - x.inputBytes!)) / MiB,
+      [`torch ${base[0].version} s`]: tBase,
+      'torch RSS +MiB': Math.max(...base.map((b) => b.rssGrowth)) / MiB,
+      speedup: tBase / tOurs,
+      'loss rel diff': Math.abs(ours[0].loss! - base[0].loss) / Math.abs(base[0].loss),
+    },
+  };
+}
 
 // Runs in /usr/bin/python3: argv n d reps threads scale afile bfile.
 const TORCH_PY = `
@@ -78,15 +345,6 @@ for _ in range(reps):
 print(json.dumps({"loss": loss, "cold": cold, "rssGrowth": (r1 - r0) * 1024, "total": times, "version": torch.__version__}))
 `;
 
-interface OursRun {
-  loss: number;
-  cold: number;
-  rssGrowth: number | null;
-  nativeGrowth: number;
-  fwd: number[];
-  bwd: number[];
-  total: number[];
-}
 interface TorchRun {
   loss: number;
   cold: number;
@@ -97,15 +355,6 @@ interface TorchRun {
 
 function torchAvailable(): boolean {
   return spawnSync('/usr/bin/python3', ['-c', 'import torch, numpy'], { encoding: 'utf8' }).status === 0;
-}
-
-function runOurs(N: number, d: number, reps: number): OursRun {
-  const env = { ...process.env, L2C_SRC: path.join(__dirname, '..', 'src') };
-  const r = spawnSync(process.execPath, ['-e', OURS_JS, String(N), String(d), String(reps), String(SCALE), '1'], {
-    encoding: 'utf8', env, maxBuffer: 1 << 24,
-  });
-  if (r.status !== 0) throw new Error(`ours (child) failed: ${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
 
 function runTorch(N: number, d: number, reps: number, afile: string, bfile: string): TorchRun {
@@ -129,111 +378,7 @@ function writeInputs(N: number, d: number): [string, string] {
   return files;
 }
 
-interface Case {
-  N: number;
-  d: number;
-  baseline: boolean;
-  reps: number;
-  rounds: number;
-}
-
-const MB = 2 ** 20;
-
-export function runInfonce(args: string[]): void {
-  const quick = args.includes('--quick');
-  const device = args.includes('--device') ? args[args.indexOf('--device') + 1] : 'cpu';
-  if (device.startsWith('cuda')) {
-    runInfonceCuda(quick, device);
-    return;
-  }
-  if (device !== 'cpu') {
-    console.log(`bench infonce: unknown device ${device}`);
-    return;
-  }
-  const cases: Case[] = quick
-    ? [{ N: 1024, d: 128, baseline: true, reps: 3, rounds: 1 }, { N: 2048, d: 64, baseline: false, reps: 3, rounds: 1 }]
-    : [{ N: 8192, d: 512, baseline: true, reps: 3, rounds: 2 }, { N: 65536, d: 256, baseline: false, reps: 1, rounds: 1 }];
-  const haveTorch = torchAvailable();
-  if (!haveTorch) console.log('baseline: PyTorch (/usr/bin/python3 with torch and numpy) not found; skipping it');
-  const rows: Record<string, string | number>[] = [];
-  const raw: object[] = [];
-  let torchVersion: string | null = null;
-  const load0 = os.loadavg()[0];
-  for (const c of cases) {
-    const ours: OursRun[] = [], base: TorchRun[] = [];
-    const useTorch = c.baseline && haveTorch;
-    const files = useTorch ? writeInputs(c.N, c.d) : null;
-    try {
-      for (let r = 0; r < c.rounds; r++) {  // alternate: both see the same machine state
-        ours.push(runOurs(c.N, c.d, c.reps));
-        if (files) base.push(runTorch(c.N, c.d, c.reps, files[0], files[1]));
-      }
-    } finally {
-      if (files) fs.rmSync(path.dirname(files[0]), { recursive: true, force: true });
-    }
-    const all = (k: 'fwd' | 'bwd' | 'total') => ours.flatMap((o) => o[k]);
-    const tOurs = median(all('total'));
-    const row: Record<string, string | number> = {
-      case: `N=M=${c.N} d=${c.d}`,
-      'fwd s': median(all('fwd')),
-      'bwd s': median(all('bwd')),
-      'fwd+bwd s': tOurs,
-      'GFLOP/s': (8 * c.N * c.N * c.d) / tOurs / 1e9,
-      'RSS +MB': Math.max(...ours.map((o) => o.rssGrowth ?? NaN)) / MB,
-      'native +MB': Math.max(...ours.map((o) => o.nativeGrowth)) / MB,
-    };
-    if (base.length) {
-      torchVersion = base[0].version;
-      const tBase = median(base.flatMap((b) => b.total));
-      row['torch s'] = tBase;
-      row['torch RSS +MB'] = Math.max(...base.map((b) => b.rssGrowth)) / MB;
-      row.speedup = tBase / tOurs;
-      row['loss rel diff'] = Math.abs(ours[0].loss - base[0].loss) / Math.abs(base[0].loss);
-    } else {
-      row['torch s'] = c.baseline ? 'n/a' : `skipped (logits alone ${((4 * c.N * c.N) / 2 ** 30).toFixed(0)} GiB)`;
-    }
-    rows.push(row);
-    raw.push({ N: c.N, M: c.N, d: c.d, ours, torch: base });
-    console.log(`done: ${row.case}`);
-  }
-  printTable(rows);
-  const load = [load0, os.loadavg()[0]].map((x) => x.toFixed(1)).join(' -> ');
-  console.log(`load average (1 min) over the run: ${load}`);
-  const m = machine();
-  const file = writeResult('infonce', {
-    device: 'cpu',
-    loss: `symmetric InfoNCE (CLIP), float32, scale ${SCALE}, inputs randn / sqrt(d)`,
-    flopFormula: '8*N*M*d (forward 2NMd + backward 6NMd)',
-    timing: 'median of warm calls (after one cold call that measures memory), each side in its own child process, alternating rounds',
-    loadAverage: load,
-    memory: 'ours: peak RSS (VmHWM after clear_refs) and native allocator peak above the inputs, first call; torch: ru_maxrss growth over its first step',
-    baseline: haveTorch ? `PyTorch ${torchVersion ?? ''} CPU, materialised logits, torch.set_num_threads(${getNumThreads()})` : null,
-    rows,
-    raw,
-  });
-  const md = [
-    '# infonce: streaming InfoNCE / CLIP loss (CPU)',
-    '',
-    `Machine: ${m.cpu}, ${m.cores} cores, ${m.threads} threads, ${m.isa}, ${m.memoryGiB} GiB; ${m.node}. ${new Date().toISOString()};`,
-    `1-minute load average ${load} (other jobs share the cores: ours and torch alternate, so the speedup is fair, the absolute times are not).`,
-    '',
-    `Symmetric loss, float32, scale ${SCALE}, forward + backward (8·N·M·d flops). Ours: ops.infoNCE + ops.infoNCEBackward,`,
-    'logits never stored. Baseline: PyTorch 1.13 on the CPU (OpenBLAS), the materialised loss',
-    '`L = scale * a @ b.T; (cross_entropy(L, arange) + cross_entropy(L.T, arange)) / 2; backward()`,',
-    'same data, same thread count, in the same run (alternating child processes). Memory: growth over the',
-    'inputs during the first call (ours: process peak RSS and native allocator peak; torch: ru_maxrss),',
-    'gradients included on both sides.',
-    '',
-    '| ' + Object.keys(rows[0]).join(' | ') + ' |',
-    '| ' + Object.keys(rows[0]).map(() => '---').join(' | ') + ' |',
-    ...rows.map((r) => '| ' + Object.keys(rows[0]).map((k) => (typeof r[k] === 'number' ? (r[k] as number).toPrecision(3) : r[k] ?? '')).join(' | ') + ' |'),
-    '',
-  ].join('\n');
-  if (!quick) fs.writeFileSync(path.join(resultsDir(), 'infonce.md'), md);
-  console.log(`\nwrote ${file}${quick ? '' : ' and infonce.md'}`);
-}
-
-// ---- --device cuda: ours on the GPU (no baseline on the GPU here) ----
+// ---- --device cuda, after the sweep: the fused loss in bfloat16 / float16 against the tensor-core peak ----
 
 // Dense bfloat16 tensor-core peaks (TFLOP/s, without sparsity) of the GPUs the issue
 // targets, for the "% of peak" column; other GPUs get none.
@@ -257,11 +402,7 @@ interface CudaCase {
  * counting 8·N·M·d, and the allocator's peak above the inputs. The issue's target:
  * bfloat16 at N = M = 65536, d = 1024, >= 50% of the dense bf16 tensor rate.
  */
-function runInfonceCuda(quick: boolean, device: string): void {
-  if (!cuda.isAvailable()) {
-    console.log(`bench infonce --device ${device}: no CUDA device (or a build without CUDA); nothing to measure`);
-    return;
-  }
+function tensorCoreCases(quick: boolean, device: string): { peakTflops: number | null; flopFormula: string; rows: Record<string, string | number>[] } {
   const name = cuda.deviceName(device.includes(':') ? Number(device.split(':')[1]) : 0);
   const peak = bf16Peak(name);
   const cases: CudaCase[] = quick
@@ -308,20 +449,12 @@ function runInfonceCuda(quick: boolean, device: string): void {
       'bwd ms': tb * 1e3,
       'TFLOP/s': flops / (tf + tb) / 1e12,
       '% bf16 peak': peak && c.dtype !== 'float32' ? (100 * flops) / (tf + tb) / 1e12 / peak : 'n/a',
-      'peak +MB': peakBytes / MB,
+      'peak +MiB (process high-water above inputs)': peakBytes / MiB,
       loss,
     };
     rows.push(row);
     console.log(`done: ${row.case} ${c.dtype}`);
   }
   printTable(rows);
-  const file = writeResult(quick ? 'infonce_cuda_quick' : 'infonce_cuda', {
-    device: name,
-    loss: `symmetric InfoNCE (CLIP), scale ${SCALE}, inputs randn / sqrt(d)`,
-    flopFormula: '8*N*M*d (forward 2NMd + backward 6NMd; the kernels do 10NMd: S is recomputed once per side)',
-    timing: 'median of warm calls after one cold call; each direction followed by cuda.synchronize()',
-    peakTflops: peak,
-    rows,
-  });
-  console.log(`\nwrote ${file}`);
+  return { peakTflops: peak, flopFormula: '8*N*M*d (the kernels do 10NMd: S is recomputed once per side)', rows };
 }

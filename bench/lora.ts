@@ -10,7 +10,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { ops, randn, getNumThreads, Tensor, DType } from '../src';
-import { median, printTable, resultsDir, timeIt, writeResult } from './harness';
+import { renderSvg, ChartSeries } from './chart';
+import { BenchOptions, LoadWatch, median, report, sync, timeIt, writeResults } from './harness';
 
 interface Shape {
   N: number;
@@ -28,14 +29,14 @@ interface Inputs {
   dy: Tensor;
 }
 
-function makeInputs(s: Shape, dtype: DType): Inputs {
+function makeInputs(s: Shape, dtype: DType, device: string): Inputs {
   return {
-    x: randn([s.N, s.inD], { seed: 1, dtype }),
-    W: randn([s.out, s.inD], { seed: 2, dtype, std: 0.02 }),
-    b: randn([s.out], { seed: 3, dtype }),
-    A: randn([s.r, s.inD], { seed: 4, std: 0.02 }), // float32 adapters, as PEFT keeps them
-    B: randn([s.out, s.r], { seed: 5, std: 0.02 }),
-    dy: randn([s.N, s.out], { seed: 6, dtype }),
+    x: randn([s.N, s.inD], { seed: 1, dtype, device }),
+    W: randn([s.out, s.inD], { seed: 2, dtype, std: 0.02, device }),
+    b: randn([s.out], { seed: 3, dtype, device }),
+    A: randn([s.r, s.inD], { seed: 4, std: 0.02, device }), // float32 adapters, as PEFT keeps them
+    B: randn([s.out, s.r], { seed: 5, std: 0.02, device }),
+    dy: randn([s.N, s.out], { seed: 6, dtype, device }),
   };
 }
 
@@ -104,18 +105,15 @@ function torchTimes(s: Shape, dtype: DType, p: number, reps: number): { lora: nu
   return out;
 }
 
-export function runLora(args: string[]): void {
-  const quick = args.includes('--quick');
-  const device = args.includes('--device') ? args[args.indexOf('--device') + 1] : 'cpu';
-  if (device !== 'cpu') {
-    console.log(`bench lora: this suite times the CPU kernels (asked for ${device}); on a GPU use bash bench/gpu/run.sh`);
-    return;
-  }
+/** The lora suite (see the file comment); on a GPU fused and plain alone (the PyTorch baseline is CPU). */
+export function runLora(o: BenchOptions): void {
+  const { quick, device } = o;
+  const load0 = new LoadWatch();
   const s: Shape = quick ? { N: 512, inD: 256, out: 256, r: 16 } : { N: 4096, inD: 2048, out: 2048, r: 16 };
-  const reps = quick ? 15 : 9;
+  const reps = quick ? 5 : 9;
   const scale = 2;
-  const torchVersion = torchAvailable();
-  if (!torchVersion) console.log('baseline: PyTorch not found (/usr/bin/python3 -c "import torch" failed); skipped');
+  const torchVersion = device === 'cpu' && !o.noBaseline ? torchAvailable() : null;
+  if (!torchVersion && device === 'cpu' && !o.noBaseline) console.log('baseline: PyTorch not found (/usr/bin/python3 -c "import torch" failed); skipped');
   const flopsFwd = 2 * s.N * s.inD * s.out;
   const rows: Record<string, string | number>[] = [];
   const shape = `N=${s.N} in=${s.inD} out=${s.out} r=${s.r}`;
@@ -128,18 +126,20 @@ export function runLora(args: string[]): void {
     { name: 'fwd+bwd', dtype: 'bfloat16', fwdOnly: false, p: 0 },
   ];
   for (const c of cases) {
-    const t = makeInputs(s, c.dtype);
+    const t = makeInputs(s, c.dtype, device);
     const dropout = c.p > 0 ? { p: c.p, seed: 123 } : undefined;
     const fused = () => {
       const y = ops.loraLinear(t.x, t.W, t.A, t.B, { scale, bias: t.b, dropout });
-      if (c.fwdOnly) return y.dispose();
+      if (c.fwdOnly) return void (sync(device), y.dispose());
       const g = ops.loraLinearBackward(t.dy, t.x, t.W, t.A, t.B, { scale, dropout, needInputGrad: true });
+      sync(device);
       disposeAll([y, g.dx, g.dA, g.dB]);
     };
     const plain = () => {
       const y = ops.matmul(t.x, t.W, { transB: true });
-      if (c.fwdOnly) return y.dispose();
+      if (c.fwdOnly) return void (sync(device), y.dispose());
       const dx = ops.matmul(t.dy, t.W);
+      sync(device);
       disposeAll([y, dx]);
     };
     const [tf, tp] = alternate(fused, plain, reps);
@@ -163,14 +163,21 @@ export function runLora(args: string[]): void {
     rows.push(row);
   }
   console.log(`lora ${shape}, ${getNumThreads()} threads; plain = ops.matmul (x·Wᵀ, and dy·W for bwd), no bias add`);
-  printTable(rows);
   const verdict = barRatio <= 1.15 ? 'meets' : 'misses';
   console.log(`\nfloat32 fwd+bwd fused/plain = ${barRatio.toFixed(3)} (${verdict} the <= 1.15 bar)`);
   const load = os.loadavg().map((v) => v.toFixed(2)).join(' ');
   console.log(`load average at the end: ${load} (${os.cpus().length} cores)`);
-  const file = writeResult('lora', {
-    device,
-    loadAverage: load,
+  const series: ChartSeries[] = [
+    { name: 'fused LoRA (ours)', points: rows.map((r) => ({ x: r.case as string, y: r['fused ms'] as number })) },
+    { name: 'plain linear (ours)', points: rows.map((r) => ({ x: r.case as string, y: r['plain ms'] as number })) },
+  ];
+  if (rows.some((r) => typeof r['torch lora ms'] === 'number'))
+    series.push({ name: `PyTorch ${torchVersion} LoRA`, points: rows.map((r) => ({ x: r.case as string, y: typeof r['torch lora ms'] === 'number' ? r['torch lora ms'] : null })) });
+  const svg = renderSvg({
+    kind: 'bar', title: `LoRA linear, ms per call on ${device}`, xLabel: 'case', yLabel: 'ms (lower is better)', series, width: 700,
+    note: `${shape}; fused/plain float32 fwd+bwd = ${barRatio.toFixed(3)} (bar <= 1.15)`,
+  });
+  const files = writeResults('lora', o, load0, rows, {
     shape: s,
     scale,
     timing: `median of ${reps} calls after one warm-up; fused and plain alternate call by call in the same process`,
@@ -180,10 +187,9 @@ export function runLora(args: string[]): void {
       ? `PyTorch ${torchVersion} (Debian python3-torch), ${getNumThreads()} threads: F.linear(x, W, b) + F.linear(F.linear(dropout(x), A), B)*scale, autograd backward for x, A, B; torch plain = F.linear(x, W, b) backward for x`
       : null,
     bar: { metric: 'float32 fwd+bwd fused/plain', limit: 1.15, value: barRatio },
-    rows,
-  });
-  console.log(`wrote ${file}`);
-  fs.writeFileSync(path.join(resultsDir(), 'lora.md'), markdown(shape, rows, barRatio, torchVersion, quick, load));
+  }, svg);
+  report(rows, files, load0);
+  if (!quick && device === 'cpu') fs.writeFileSync(path.join(o.out, 'lora.md'), markdown(shape, rows, barRatio, torchVersion, quick, load));
 }
 
 function markdown(shape: string, rows: Record<string, string | number>[], bar: number, torch: string | null, quick: boolean, load: string): string {

@@ -15,7 +15,7 @@ const HELP = `usage: llm2clip <command> [options]   (llm2clip <command> --help f
   zeroshot           zero-shot classification accuracy on class folders
   demo               the main job: the whole LLM2CLIP pipeline on a generated world (report.html, metrics.json)
   info               the build: CUDA compiled / available, GPUs, CPU SIMD level, threads
-  bench <suite>      run a benchmark suite (gemm, attention, lora, infonce); --device cpu|cuda, --quick
+  bench <suite>      run a benchmark suite (gemm, attention, lora, infonce, train-step); --device cpu|cuda, --quick, --out DIR
   version            the package version`;
 
 const CC_HELP = `usage: llm2clip cc-finetune --data FILE [options]

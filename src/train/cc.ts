@@ -135,6 +135,8 @@ const PRESETS = {
   tiny: { hiddenSize: 256, intermediateSize: 688, numHiddenLayers: 4, numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 4096 },
   small: { hiddenSize: 384, intermediateSize: 1024, numHiddenLayers: 6, numAttentionHeads: 6, numKeyValueHeads: 2, vocabSize: 8192 },
 } as const;
+/** The sizes of ccFinetune's from-scratch presets ('tiny', 'small'); bench/train-step.ts times steps of them. */
+export const CC_PRESETS = PRESETS;
 
 const MASK_NAMES = ['<|mask|>', '<mask>', '[MASK]', '_'];
 
