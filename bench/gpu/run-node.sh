@@ -23,6 +23,8 @@ echo "demo --quick: exit $? ($(tail -n 1 "$out/demo-quick.log" | cut -c1-200))"
 echo "demo (full): exit $? ($(tail -n 2 "$out/demo-full.log" | tr '\n' ' ' | cut -c1-300))"
 cp /tmp/demo-full/metrics.json "$out/demo-metrics.json" 2>/dev/null
 for s in ${L2C_BENCH_SUITES:-infonce train-step}; do
-  (cd /tmp/pkg && timeout 150 node dist/bench/index.js "$s" --device cuda --out "/tmp/bench-$s") >"$out/bench-$s.log" 2>&1
+  extra=""; [ "$s" = infonce ] && extra="--max-n ${L2C_INFONCE_MAX_N:-262144}"
+  (cd /tmp/pkg && timeout 150 node dist/bench/index.js "$s" --device cuda --out "/tmp/bench-$s" $extra) >"$out/bench-$s.log" 2>&1
+  cp /tmp/bench-$s/*.json /tmp/bench-$s/*.svg "$out/" 2>/dev/null
   echo "bench $s: exit $?"; tail -n 25 "$out/bench-$s.log"
 done
