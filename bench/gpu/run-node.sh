@@ -25,6 +25,6 @@ cp /tmp/demo-full/metrics.json "$out/demo-metrics.json" 2>/dev/null
 for s in ${L2C_BENCH_SUITES:-infonce train-step}; do
   extra=""; [ "$s" = infonce ] && extra="--max-n ${L2C_INFONCE_MAX_N:-262144}"
   (cd /tmp/pkg && timeout 150 node dist/bench/index.js "$s" --device cuda --out "/tmp/bench-$s" $extra) >"$out/bench-$s.log" 2>&1
-  cp /tmp/bench-$s/*.json /tmp/bench-$s/*.svg "$out/" 2>/dev/null
+  cp /tmp/bench-$s/*.json "$out/" 2>/dev/null
   echo "bench $s: exit $?"; tail -n 25 "$out/bench-$s.log"
 done
