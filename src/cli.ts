@@ -289,7 +289,7 @@ const DEMO_HELP = `usage: llm2clip demo [--out DIR] [--data DIR] [--device cpu|c
                            captions.json, Flickr8k.token.txt; JSONL records may add "long_caption"), optional
                            DIR/pairs.jsonl (stage-1 pairs), DIR/corpus.txt, DIR/classes/CLASS/* and DIR/prompt.txt
   --device cpu|cuda        default cuda when available
-  --quick                  a smoke run of about a minute (the full run: about 7 minutes on 2 CPU cores)
+  --quick                  a smoke run of seconds (the full run: under 2 minutes on 2 idle CPU cores)
   --seed N                 seed of the world and of every stage (default 0)
   --quiet                  no progress lines`;
 
