@@ -576,6 +576,16 @@ describe('LlamaEncoder errors', () => {
       // an all-padding row stays finite
       const out = noGrad(() => tidy(() => m.forward(idsTensor([[1, 2, 3], [0, 0, 0]]), idsTensor([[1, 1, 1], [0, 0, 0]])).toArray()));
       for (const v of out) expect(Number.isFinite(v)).toBe(true);
+      // zero-length sequences are refused, naming inputIds
+      const empty = tensor(new Int32Array(0), [1, 0], { dtype: 'int32' });
+      expectCode(() => m.forward(empty, empty), 'SHAPE_MISMATCH', /inputIds \[1,0\]/);
+      empty.dispose();
+      // longer than max_position_embeddings: accepted, as Hugging Face's RoPE models do
+      // (the trainers truncate at maxLength before this); the output stays finite
+      const S = (m.config.maxPositionEmbeddings ?? 64) + 7;
+      const long = noGrad(() => tidy(() => m.forward(idsTensor([Array.from({ length: S }, (_, i) => 1 + (i % 29))]), idsTensor([new Array(S).fill(1)])).toArray()));
+      expect(long.length).toBe(S * m.config.hiddenSize);
+      for (const v of long) expect(Number.isFinite(v)).toBe(true);
     } finally {
       m.dispose();
     }

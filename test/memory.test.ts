@@ -2,6 +2,7 @@
 // is freed by its last tensor, tidy() scopes, V8 external-memory accounting, and the
 // FinalizationRegistry safety net (needs --expose-gc, which `npm test` passes).
 import { zeros, tidy, keep, memoryStats, tensor, ops, randn, emptyCache } from '../src';
+import { describeGpu, expectCode } from './helpers';
 
 const cpuBytes = () => memoryStats().cpu.allocatedBytes;
 
@@ -95,5 +96,18 @@ describe('memory', () => {
     }
     expect(memoryStats().collectedUndisposed - collected0).toBeGreaterThanOrEqual(10);
     expect(cpuBytes()).toBeLessThanOrEqual(base);
+  });
+});
+
+describeGpu('GPU memory', () => {
+  test('out of memory during a step is a catchable OUT_OF_MEMORY, after which a smaller step runs', () => {
+    // 1 TiB of float32: more than any card; the allocator's error, not a crash.
+    expectCode(() => zeros([2 ** 20, 2 ** 18], { device: 'cuda' }), 'OUT_OF_MEMORY', /cuda/i);
+    const y = tidy(() => {
+      const a = randn([512, 512], { device: 'cuda' });
+      return ops.matmul(a, a).to('cpu');
+    });
+    expect(Array.from(y.toArray() as Float32Array).every(Number.isFinite)).toBe(true);
+    y.dispose();
   });
 });
