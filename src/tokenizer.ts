@@ -11,6 +11,7 @@ import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { fail, Llm2ClipError } from './errors';
 import { Tensor } from './tensor';
 import { tensor } from './creation';
+import { writeTextAtomic } from './io/atomic';
 
 /** A tokenizer.json document (Hugging Face tokenizers format). */
 export type TokenizerJson = Record<string, unknown>;
@@ -107,20 +108,6 @@ function readJson(file: string, what: string): unknown {
   }
 }
 
-function writeAtomic(file: string, text: string, what: string): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    fs.writeFileSync(tmp, text);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    try {
-      fs.unlinkSync(tmp);
-    } catch {
-      /* not created */
-    }
-    fail('IO_ERROR', `${what}: cannot write ${file}: ${(e as Error).message}`);
-  }
-}
 
 function checkText(t: unknown, what: string): string {
   if (typeof t !== 'string') fail('INVALID_ARGUMENT', `${what}: a string is required (got ${t === null ? 'null' : typeof t})`);
@@ -245,7 +232,7 @@ export class Tokenizer {
   /** Writes the tokenizer.json file (atomically: a temporary file renamed over path). */
   save(file: string): void {
     if (typeof file !== 'string' || file.length === 0) fail('INVALID_ARGUMENT', 'Tokenizer.save(path): a file path is required');
-    writeAtomic(file, JSON.stringify(this.json), 'Tokenizer.save()');
+    writeTextAtomic(file, JSON.stringify(this.json), 'Tokenizer.save()');
   }
 
   /** Writes tokenizer.json and tokenizer_config.json into dir (created if needed), for fromDir() or transformers' AutoTokenizer. */
@@ -258,7 +245,7 @@ export class Tokenizer {
     }
     this.save(path.join(dir, 'tokenizer.json'));
     const cfg: TokenizerConfig = { tokenizer_class: 'PreTrainedTokenizerFast', clean_up_tokenization_spaces: this.cleanUp, ...this.cfg };
-    writeAtomic(path.join(dir, 'tokenizer_config.json'), JSON.stringify(cfg, null, 2) + '\n', 'Tokenizer.saveDir()');
+    writeTextAtomic(path.join(dir, 'tokenizer_config.json'), JSON.stringify(cfg, null, 2) + '\n', 'Tokenizer.saveDir()');
   }
 
   /** The id of a token (a vocabulary entry, e.g. 'Ġworld', or an added token), or null. */

@@ -3,7 +3,8 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Llm2ClipError, ErrorCode } from '../src';
+import type { Llm2ClipError, ErrorCode } from '../src';
+import { expectCodeAsync } from './helpers';
 
 const root = path.join(__dirname, '..');
 
@@ -38,17 +39,6 @@ export function tempDir(prefix: string): { dir: string; write: (name: string, te
   };
 }
 
-/** Awaits p, expecting a Llm2ClipError with this code and message part. */
-export async function expectReject(p: Promise<unknown>, code: ErrorCode, messagePart?: string | RegExp): Promise<Llm2ClipError> {
-  let err: unknown;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(Llm2ClipError);
-  const e = err as Llm2ClipError;
-  expect(e.code).toBe(code);
-  if (messagePart) expect(e.message).toMatch(messagePart);
-  return e;
-}
+/** Awaits p, expecting a Llm2ClipError with this code and message part (expectCodeAsync). */
+export const expectReject = (p: Promise<unknown>, code: ErrorCode, messagePart?: string | RegExp): Promise<Llm2ClipError> =>
+  expectCodeAsync(p, code, messagePart);

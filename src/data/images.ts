@@ -4,7 +4,7 @@
 // and a cheap validation pass that finds unreadable images before training starts.
 import * as fs from 'fs';
 import * as path from 'path';
-import type { Sharp, SharpOptions } from 'sharp';
+import { loadSharp } from '../models/image';
 import { fail } from '../errors';
 import { loadCaptions } from './captions';
 import type { CaptionKind } from './types';
@@ -233,23 +233,10 @@ export interface ValidateImagesOptions {
   concurrency?: number;
 }
 
-type SharpFactory = (input?: Buffer | string | SharpOptions, options?: SharpOptions) => Sharp;
-let sharpLib: SharpFactory | null = null;
-function loadSharp(): SharpFactory {
-  if (sharpLib) return sharpLib;
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const m = require('sharp') as SharpFactory & { default?: SharpFactory };
-    sharpLib = m.default ?? m;
-  } catch (e) {
-    fail('INTERNAL', `validateImages needs the 'sharp' package, which did not load: ${(e as Error).message}`);
-  }
-  return sharpLib;
-}
 
 /** Why an image cannot be used, or null when it decodes. */
 async function checkImage(file: string, size: number): Promise<string | null> {
-  const sharp = loadSharp();
+  const sharp = loadSharp('validateImages');
   let bytes: Buffer;
   try {
     bytes = await fs.promises.readFile(file);

@@ -7,7 +7,7 @@
 // all start with a consonant, so the prompt 'a {class}' reads right for every class.
 import * as fs from 'fs';
 import * as path from 'path';
-import type { Sharp, SharpOptions } from 'sharp';
+import { loadSharp } from '../models/image';
 import { fail } from '../errors';
 import { Rng } from './rng';
 
@@ -211,20 +211,10 @@ export function renderScene(scene: WorldScene, size: number): Uint8Array {
   return out;
 }
 
-type SharpFactory = (input?: Buffer | string | SharpOptions, options?: SharpOptions) => Sharp;
-function loadSharp(): SharpFactory {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const m = require('sharp') as SharpFactory & { default?: SharpFactory };
-    return m.default ?? m;
-  } catch (e) {
-    fail('INTERNAL', `writing the world's PNG files needs the 'sharp' package, which did not load: ${(e as Error).message}`);
-  }
-}
 
 /** Writes RGB bytes [size, size, 3] as a PNG file. */
 export async function writePng(file: string, rgb: Uint8Array, size: number): Promise<void> {
-  const sharp = loadSharp();
+  const sharp = loadSharp("writing the world's PNG files");
   try {
     await sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), { raw: { width: size, height: size, channels: 3 } }).png().toFile(file);
   } catch (e) {

@@ -8,22 +8,8 @@ import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 import { Tensor, shapeStr } from '../tensor';
 import { ClipVisionConfig, ClipVisionEncoder } from './clip';
 import { TextAdapter } from './adapter';
+import { writeTextAtomic } from '../io/atomic';
 
-/** Writes text to file through a temporary file renamed over it (IO_ERROR naming what). */
-function writeAtomic(file: string, text: string, what: string): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    fs.writeFileSync(tmp, text);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    try {
-      fs.unlinkSync(tmp);
-    } catch {
-      /* not created */
-    }
-    fail('IO_ERROR', `${what}: cannot write ${file}: ${(e as Error).message}`);
-  }
-}
 
 function mkdir(dir: string, what: string): void {
   if (typeof dir !== 'string' || dir.length === 0) fail('INVALID_ARGUMENT', `${what}(dir): dir must be a non-empty string`);
@@ -71,7 +57,7 @@ export async function saveClipVisionPretrained(encoder: ClipVisionEncoder, dir: 
   const sd = encoder.stateDict();
   const dtype = Object.values(sd)[0]?.dtype ?? 'float32';
   await saveSafetensors(path.join(dir, 'model.safetensors'), sd, { format: 'pt' });
-  writeAtomic(path.join(dir, 'config.json'), JSON.stringify(clipVisionConfigToHf(encoder.config, dtype), null, 2), what);
+  writeTextAtomic(path.join(dir, 'config.json'), JSON.stringify(clipVisionConfigToHf(encoder.config, dtype), null, 2), what);
 }
 
 /** config.json of a saved {@link TextAdapter}. */
@@ -108,7 +94,7 @@ export async function saveTextAdapter(adapter: TextAdapter, dir: string): Promis
     dtype: Object.values(sd)[0]?.dtype ?? 'float32',
   };
   await saveSafetensors(path.join(dir, 'model.safetensors'), sd, { format: 'pt' });
-  writeAtomic(path.join(dir, 'config.json'), JSON.stringify(cfg, null, 2), what);
+  writeTextAtomic(path.join(dir, 'config.json'), JSON.stringify(cfg, null, 2), what);
 }
 
 /** Options of {@link loadTextAdapter}. */

@@ -41,17 +41,19 @@ export interface LoadImagesOptions extends PreprocessOptions {
   concurrency?: number;
 }
 
-type SharpFactory = (input?: Buffer | SharpOptions, options?: SharpOptions) => Sharp;
+/** sharp's default export. */
+export type SharpFactory = (input?: Buffer | string | SharpOptions, options?: SharpOptions) => Sharp;
 let sharpLib: SharpFactory | null = null;
 
-function loadSharp(): SharpFactory {
+/** The sharp module, loaded once; INTERNAL naming `what` needs it when it does not load. */
+export function loadSharp(what = 'image preprocessing'): SharpFactory {
   if (sharpLib) return sharpLib;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const m = require('sharp') as SharpFactory & { default?: SharpFactory };
     sharpLib = m.default ?? m;
   } catch (e) {
-    fail('INTERNAL', `image preprocessing needs the 'sharp' package, which did not load: ${(e as Error).message}`);
+    fail('INTERNAL', `${what} needs the 'sharp' package, which did not load: ${(e as Error).message}`);
   }
   return sharpLib;
 }

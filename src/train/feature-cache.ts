@@ -82,6 +82,15 @@ function sha256Of(t: Tensor): string {
   return crypto.createHash('sha256').update(new Uint8Array(v.buffer, v.byteOffset, v.byteLength)).digest('hex');
 }
 
+/** The cache file of these features and the metadata a valid one holds. */
+function cacheLocation(modelId: string, pooling: string, maxLength: number, texts: string[], cacheDir: string): { file: string; meta: Record<string, string> } {
+  const key = cacheKey(modelId, pooling, maxLength, texts);
+  return {
+    file: path.join(cacheDir, `text-features-${key.slice(0, 16)}.safetensors`),
+    meta: { format: FORMAT, key, count: String(texts.length), modelId, pooling, maxLength: String(maxLength) },
+  };
+}
+
 /** Reads a cache file when it is valid and matches; null otherwise (absent, corrupt, stale). */
 async function tryLoad(file: string, meta: Record<string, string>): Promise<Tensor | null> {
   if (!fs.existsSync(file)) return null;
@@ -148,9 +157,7 @@ export async function cachedTextFeatures(options: CachedTextFeaturesOptions): Pr
   if (!Number.isSafeInteger(batchSize) || batchSize < 1) fail('INVALID_ARGUMENT', `${what}: options.batchSize must be a positive integer (got ${String(batchSize)})`);
   if (onProgress !== undefined && typeof onProgress !== 'function') fail('INVALID_ARGUMENT', `${what}: options.onProgress must be a function`);
 
-  const key = cacheKey(modelId, pooling, maxLength, texts);
-  const file = path.join(cacheDir, `text-features-${key.slice(0, 16)}.safetensors`);
-  const meta: Record<string, string> = { format: FORMAT, key, count: String(texts.length), modelId, pooling, maxLength: String(maxLength) };
+  const { file, meta } = cacheLocation(modelId, pooling, maxLength, texts, cacheDir);
   const cached = await tryLoad(file, meta);
   if (cached) return { features: cached, file, reused: true };
 
@@ -294,11 +301,7 @@ function tryMap(file: string, meta: Record<string, string>, h: SafetensorsHeader
 export async function mappedTextFeatures(options: CachedTextFeaturesOptions): Promise<MappedTextFeatures> {
   const { modelId, texts, cacheDir } = options ?? ({} as CachedTextFeaturesOptions);
   if (typeof modelId === 'string' && Array.isArray(texts) && texts.length > 0 && typeof cacheDir === 'string' && texts.every((t) => typeof t === 'string')) {
-    const pooling = options.pooling ?? 'mean';
-    const maxLength = options.maxLength ?? DEFAULT_MAX_LENGTH;
-    const key = cacheKey(modelId, pooling, maxLength, texts);
-    const file = path.join(cacheDir, `text-features-${key.slice(0, 16)}.safetensors`);
-    const meta: Record<string, string> = { format: FORMAT, key, count: String(texts.length), modelId, pooling, maxLength: String(maxLength) };
+    const { file, meta } = cacheLocation(modelId, options.pooling ?? 'mean', options.maxLength ?? DEFAULT_MAX_LENGTH, texts, cacheDir);
     if (fs.existsSync(file)) {
       try {
         const m = tryMap(file, meta, await readSafetensorsHeader(file));
